@@ -1,0 +1,100 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Labels and annotations this provider puts on the objects it creates in Infra clusters. They are how
+// watch events find their NestMachine, and how the orphan sweeper finds what is ours.
+const (
+	// ManagedByLabel marks every object this provider creates in an Infra cluster.
+	ManagedByLabel = "infrastructure.cluster.x-k8s.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel.
+	ManagedByValue = "nest"
+	// NestMachineNamespaceLabel is the management namespace of the owning NestMachine.
+	NestMachineNamespaceLabel = "nest.infrastructure.cluster.x-k8s.io/machine-namespace"
+	// NestMachineNameLabel is the name of the owning NestMachine.
+	NestMachineNameLabel = "nest.infrastructure.cluster.x-k8s.io/machine-name"
+	// NestMachineUIDLabel is the UID of the owning NestMachine: a NestMachine recreated under the same
+	// name is a different owner.
+	NestMachineUIDLabel = "nest.infrastructure.cluster.x-k8s.io/machine-uid"
+	// NestClusterNamespaceLabel is the management namespace of the owning NestCluster.
+	NestClusterNamespaceLabel = "nest.infrastructure.cluster.x-k8s.io/cluster-namespace"
+	// NestClusterNameLabel is the name of the owning NestCluster.
+	NestClusterNameLabel = "nest.infrastructure.cluster.x-k8s.io/cluster-name"
+)
+
+// Condition types and reasons shared by several kinds.
+const (
+	// ReadyCondition summarises the other conditions of an object.
+	ReadyCondition = "Ready"
+	// PausedCondition is true while the object or its Cluster is paused (CAPI v1beta2 contract).
+	PausedCondition = "Paused"
+	// DeletingReason is used on Ready while an object is being deleted.
+	DeletingReason = "Deleting"
+)
+
+// SecretKeyReference names a key of a Secret.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key in the Secret's data. Defaults to "value", the key CAPI uses for kubeconfig Secrets.
+	// +optional
+	// +kubebuilder:default=value
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// LocalObjectName is the name of an object in the same namespace.
+type LocalObjectName struct {
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// NamespacedName names an object in an Infra cluster.
+type NamespacedName struct {
+	// namespace of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace"`
+
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// Placement constrains where, inside an Infra cluster, a VM may run.
+// +kubebuilder:validation:MinProperties=1
+type Placement struct {
+	// nodeSelector must match the labels of the Infra node that runs the VM.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations of the VM's pod.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// affinity of the VM's pod. Control-plane VMs of one tenant always get a required anti-affinity to
+	// each other on top of this.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+}

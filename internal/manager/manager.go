@@ -1,0 +1,67 @@
+package manager
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/cluster-api/util/flags"
+)
+
+// New builds a manager for the management cluster at cfg, with every controller and webhook of the
+// provider registered. It does not start it.
+func New(cfg *rest.Config, scheme *runtime.Scheme, o Options) (ctrl.Manager, error) {
+	tlsOptions, metricsOptions, err := flags.GetManagerOptions(o.Manager)
+	if err != nil {
+		return nil, fmt.Errorf("reading the TLS and diagnostics flags: %w", err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	cfg.UserAgent = "cluster-api-provider-nest-manager"
+
+	var watchNamespaces map[string]cache.Config
+	if o.WatchNamespace != "" {
+		watchNamespaces = map[string]cache.Config{o.WatchNamespace: {}}
+	}
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 *metricsOptions,
+		HealthProbeBindAddress:  o.HealthAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "controller-leader-election-capnest",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Cache: cache.Options{
+			DefaultNamespaces: watchNamespaces,
+			SyncPeriod:        &o.SyncPeriod,
+		},
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Bootstrap Secrets are read once per machine; caching them would keep every Secret and
+			// ConfigMap of the management cluster in memory.
+			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}},
+		}},
+	}
+	if o.WebhookPort != 0 {
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir, TLSOpts: tlsOptions})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding the health check: %w", err)
+	}
+	readyCheck := healthz.Ping
+	if o.WebhookPort != 0 {
+		readyCheck = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("ready", readyCheck); err != nil {
+		return nil, fmt.Errorf("adding the readiness check: %w", err)
+	}
+	return mgr, nil
+}

@@ -1,0 +1,140 @@
+// Package envtest starts real kube-apiservers (with etcd) for tests: a management cluster with this
+// provider's and CAPI's CRDs, and Infra clusters with KubeVirt, CDI and Metal3 CRDs. The binaries are
+// the ones `make envtest-assets` builds into bin/k8s from the Go module proxy.
+package envtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/nestcapi/cluster-api-provider-nest/internal/scheme"
+)
+
+// CRDSet selects groups of CRDs to install.
+type CRDSet uint8
+
+// The CRD groups a test API server can carry.
+const (
+	// CRDsNest are this provider's CRDs.
+	CRDsNest CRDSet = 1 << iota
+	// CRDsCAPI are CAPI core, KubeadmControlPlane and kubeadm bootstrap.
+	CRDsCAPI
+	// CRDsKubeVirt are KubeVirt and CDI, generated from their Go types.
+	CRDsKubeVirt
+	// CRDsMetal3 are the baremetal-operator's.
+	CRDsMetal3
+
+	// Management is what a management cluster serves.
+	Management = CRDsNest | CRDsCAPI
+	// Infra is what an Infra cluster serves.
+	Infra = CRDsKubeVirt | CRDsMetal3
+)
+
+// Scheme is the manager's scheme plus CustomResourceDefinitions, which tests inspect.
+func Scheme() *runtime.Scheme {
+	s := scheme.New()
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return s
+}
+
+// Options configure one test API server.
+type Options struct {
+	// CRDs to install.
+	CRDs CRDSet
+	// Webhooks to install and point at a webhook server the test runs (envtest's WebhookInstallOptions).
+	Webhooks *crenvtest.WebhookInstallOptions
+}
+
+// Environment is one running API server.
+type Environment struct {
+	env *crenvtest.Environment
+	// Config reaches the API server as a cluster admin.
+	Config *rest.Config
+	// Client is a cluster-admin client with Scheme().
+	Client client.Client
+	// KubeConfig is an admin kubeconfig for Config.
+	KubeConfig []byte
+	// Webhooks holds the webhook server's host, port and certificate directory when webhooks are installed.
+	Webhooks *crenvtest.WebhookInstallOptions
+}
+
+// AssetsDir is where the API server binaries are: $KUBEBUILDER_ASSETS, or bin/k8s of this repository.
+func AssetsDir() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(), "bin", "k8s")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return "", fmt.Errorf("no %s in %s: run 'make envtest-assets' to build it from the Go module proxy", bin, dir)
+		}
+	}
+	return dir, nil
+}
+
+// Start starts an API server with etcd and installs the CRDs and webhooks of opts.
+func Start(opts Options) (*Environment, error) {
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	paths, err := crdPaths(opts.CRDs)
+	if err != nil {
+		return nil, err
+	}
+	scheme := Scheme()
+	env := &crenvtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        paths,
+		ErrorIfCRDPathMissing:    true,
+		Scheme:                   scheme,
+		ControlPlaneStartTimeout: 60 * time.Second,
+		ControlPlaneStopTimeout:  60 * time.Second,
+	}
+	if opts.Webhooks != nil {
+		env.WebhookInstallOptions = *opts.Webhooks
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("starting a test API server: %w", err), env.Stop())
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("creating a client of the test API server: %w", err), env.Stop())
+	}
+	e := &Environment{env: env, Config: cfg, Client: c, KubeConfig: env.KubeConfig}
+	if opts.Webhooks != nil {
+		e.Webhooks = &env.WebhookInstallOptions
+	}
+	return e, nil
+}
+
+// Stop stops the API server and etcd and removes their data.
+func (e *Environment) Stop() error {
+	return e.env.Stop()
+}
+
+// StopAPIServer stops only the API server, keeping etcd and its data: the cluster becomes unreachable
+// the way a lost Infra cluster does. StartAPIServer brings it back at the same address.
+func (e *Environment) StopAPIServer() error {
+	return e.env.ControlPlane.APIServer.Stop()
+}
+
+// StartAPIServer starts the API server stopped by StopAPIServer again.
+func (e *Environment) StartAPIServer(ctx context.Context) error {
+	if err := e.env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("restarting the test API server: %w", err)
+	}
+	return nil
+}
