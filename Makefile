@@ -31,8 +31,9 @@ help: ## List the targets.
 .PHONY: generate
 generate: ## Generate deepcopy, CRDs, RBAC and the simulated Infra-cluster CRDs.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
-	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases \
-		rbac:roleName=manager-role paths=./controllers/... paths=./webhooks/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths=./... output:webhook:artifacts:config=config/webhook
 	./hack/gen-infra-crds.sh
 
 .PHONY: verify

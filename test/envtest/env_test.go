@@ -35,7 +35,7 @@ func TestInfraEnvironmentServesKubeVirtAndMetal3WithStructuralSchemas(t *testing
 		"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
 		"metadata": map[string]any{"name": "vm", "namespace": "default"},
 		"spec": map[string]any{
-			"runStrategy": "Always",
+			"runStrategy":       "Always",
 			"notAKubeVirtField": "pruned",
 			"template": map[string]any{"spec": map[string]any{
 				"domain": map[string]any{"devices": map[string]any{}, "memory": map[string]any{"guest": "1Gi"}},
@@ -63,4 +63,3 @@ func TestInfraEnvironmentServesKubeVirtAndMetal3WithStructuralSchemas(t *testing
 	}
 	g.Expect(env.Client.Create(ctx, host)).To(Succeed())
 }
-
