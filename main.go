@@ -39,13 +39,14 @@ func main() {
 		log.Error(err, "Unable to read the management cluster's kubeconfig")
 		os.Exit(1)
 	}
-	mgr, err := manager.New(cfg, scheme.New(), opts)
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := manager.New(ctx, cfg, scheme.New(), opts)
 	if err != nil {
 		log.Error(err, "Unable to set up the manager")
 		os.Exit(1)
 	}
 	log.Info("Starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}

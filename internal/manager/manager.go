@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,13 +11,17 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/nestcapi/cluster-api-provider-nest/controllers"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
 )
 
 // New builds a manager for the management cluster at cfg, with every controller and webhook of the
 // provider registered. It does not start it.
-func New(cfg *rest.Config, scheme *runtime.Scheme, o Options) (ctrl.Manager, error) {
+func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Options) (ctrl.Manager, error) {
 	tlsOptions, metricsOptions, err := flags.GetManagerOptions(o.Manager)
 	if err != nil {
 		return nil, fmt.Errorf("reading the TLS and diagnostics flags: %w", err)
@@ -53,6 +58,9 @@ func New(cfg *rest.Config, scheme *runtime.Scheme, o Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
+	if err := setupControllers(ctx, mgr, cfg, o); err != nil {
+		return nil, err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding the health check: %w", err)
 	}
@@ -64,4 +72,30 @@ func New(cfg *rest.Config, scheme *runtime.Scheme, o Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("adding the readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// setupControllers registers the Infra-cluster registry and every controller.
+func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options) error {
+	registry := infra.NewRegistry(infra.Options{Scheme: mgr.GetScheme(), QPS: o.InfraAPIQPS, Burst: o.InfraAPIBurst})
+	if err := mgr.Add(registry); err != nil {
+		return fmt.Errorf("adding the Infra-cluster registry: %w", err)
+	}
+	if err := (&controllers.InfraClusterReconciler{
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		ManagementConfig:  cfg,
+		ProviderNamespace: o.ProviderNamespace,
+		Registry:          registry,
+	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.InfraClusterConcurrency}); err != nil {
+		return fmt.Errorf("setting up the InfraCluster controller: %w", err)
+	}
+	if err := (&controllers.NestClusterReconciler{
+		Client:      mgr.GetClient(),
+		Registry:    registry,
+		Recorder:    mgr.GetEventRecorderFor("nestcluster-controller"),
+		WatchFilter: o.WatchFilter,
+	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestClusterConcurrency}); err != nil {
+		return fmt.Errorf("setting up the NestCluster controller: %w", err)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@
 package envtest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -58,7 +57,8 @@ type Options struct {
 
 // Environment is one running API server.
 type Environment struct {
-	env *crenvtest.Environment
+	env     *crenvtest.Environment
+	certDir string
 	// Config reaches the API server as a cluster admin.
 	Config *rest.Config
 	// Client is a cluster-admin client with Scheme().
@@ -94,7 +94,14 @@ func Start(opts Options) (*Environment, error) {
 		return nil, err
 	}
 	scheme := Scheme()
+	// An API server directory we own survives StopAPIServer, so a restarted server keeps its serving
+	// certificate and client CA and old kubeconfigs keep working, as with a real cluster that returns.
+	certDir, err := os.MkdirTemp("", "nest-envtest-apiserver-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the API server's directory: %w", err)
+	}
 	env := &crenvtest.Environment{
+		ControlPlane:             crenvtest.ControlPlane{APIServer: &crenvtest.APIServer{CertDir: certDir}},
 		BinaryAssetsDirectory:    assets,
 		CRDDirectoryPaths:        paths,
 		ErrorIfCRDPathMissing:    true,
@@ -107,13 +114,13 @@ func Start(opts Options) (*Environment, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("starting a test API server: %w", err), env.Stop())
+		return nil, errors.Join(fmt.Errorf("starting a test API server: %w", err), env.Stop(), os.RemoveAll(certDir))
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("creating a client of the test API server: %w", err), env.Stop())
+		return nil, errors.Join(fmt.Errorf("creating a client of the test API server: %w", err), env.Stop(), os.RemoveAll(certDir))
 	}
-	e := &Environment{env: env, Config: cfg, Client: c, KubeConfig: env.KubeConfig}
+	e := &Environment{env: env, certDir: certDir, Config: cfg, Client: c, KubeConfig: env.KubeConfig}
 	if opts.Webhooks != nil {
 		e.Webhooks = &env.WebhookInstallOptions
 	}
@@ -122,7 +129,7 @@ func Start(opts Options) (*Environment, error) {
 
 // Stop stops the API server and etcd and removes their data.
 func (e *Environment) Stop() error {
-	return e.env.Stop()
+	return errors.Join(e.env.Stop(), os.RemoveAll(e.certDir))
 }
 
 // StopAPIServer stops only the API server, keeping etcd and its data: the cluster becomes unreachable
@@ -132,7 +139,7 @@ func (e *Environment) StopAPIServer() error {
 }
 
 // StartAPIServer starts the API server stopped by StopAPIServer again.
-func (e *Environment) StartAPIServer(ctx context.Context) error {
+func (e *Environment) StartAPIServer() error {
 	if err := e.env.ControlPlane.APIServer.Start(); err != nil {
 		return fmt.Errorf("restarting the test API server: %w", err)
 	}

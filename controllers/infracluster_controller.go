@@ -1,0 +1,327 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+)
+
+// kubeconfigSecretIndex indexes InfraClusters by the name of their kubeconfig Secret.
+const kubeconfigSecretIndex = "spec.kubeconfigSecretRef.name"
+
+// fullProbeEvery is how many probes pass between reads of the version and API groups of a connected
+// Infra cluster: readyz alone answers "is it up"; discovery changes rarely.
+const fullProbeEvery = 6
+
+// InfraClusterReconciler keeps a connection to every InfraCluster, probes its health and publishes
+// what it finds on the InfraCluster's status.
+type InfraClusterReconciler struct {
+	Client client.Client
+	// APIReader reads kubeconfig Secrets, which the manager does not cache.
+	APIReader client.Reader
+	// ManagementConfig reaches the management cluster: the Infra cluster of an InfraCluster without
+	// a kubeconfig Secret.
+	ManagementConfig *rest.Config
+	// ProviderNamespace holds the kubeconfig Secrets.
+	ProviderNamespace string
+	Registry          *infra.Registry
+
+	probes probeCounter
+}
+
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=infraclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=infraclusters/status;infraclusters/finalizers,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+// SetupWithManager registers the controller: InfraClusters, and the metadata of Secrets in the
+// provider namespace so a rotated kubeconfig is picked up at once.
+func (r *InfraClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &infrav1.InfraCluster{}, kubeconfigSecretIndex, func(o client.Object) []string {
+		ic := o.(*infrav1.InfraCluster)
+		if ic.Spec.KubeconfigSecretRef == nil {
+			return nil
+		}
+		return []string{ic.Spec.KubeconfigSecretRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing InfraClusters by kubeconfig Secret: %w", err)
+	}
+	r.probes = probeCounter{counts: map[string]int{}}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&infrav1.InfraCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInfraClusters),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == r.ProviderNamespace }))).
+		WithOptions(opts).
+		Complete(r)
+}
+
+func (r *InfraClusterReconciler) secretToInfraClusters(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &infrav1.InfraClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{kubeconfigSecretIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing InfraClusters of a kubeconfig Secret", "secret", klog.KObj(o))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ic := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: ic.Name}})
+	}
+	return reqs
+}
+
+// Reconcile probes one Infra cluster and records the result.
+func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	log := ctrl.LoggerFrom(ctx)
+	ic := &infrav1.InfraCluster{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ic); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Registry.Remove(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	helper, err := patch.NewHelper(ic, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		if err := helper.Patch(ctx, ic, patch.WithOwnedConditions{Conditions: []string{
+			infrav1.ReachableCondition, infrav1.KubeVirtAvailableCondition, infrav1.Metal3AvailableCondition, infrav1.ReadyCondition,
+		}}); err != nil && !apierrors.IsNotFound(err) {
+			reterr = errors.Join(reterr, fmt.Errorf("patching InfraCluster %s: %w", ic.Name, err))
+		}
+	}()
+
+	if !ic.DeletionTimestamp.IsZero() {
+		log.Info("InfraCluster deleted: closing its connection")
+		r.Registry.Remove(ic.Name)
+		r.probes.forget(ic.Name)
+		controllerutil.RemoveFinalizer(ic, infrav1.InfraClusterFinalizer)
+		return ctrl.Result{}, nil
+	}
+	controllerutil.AddFinalizer(ic, infrav1.InfraClusterFinalizer)
+
+	interval, timeout := probeTiming(ic)
+	conn, err := r.connection(ctx, ic)
+	if err != nil {
+		// A missing or bad kubeconfig is for a person to fix; the Secret watch brings us back.
+		markUnreachable(ic, err)
+		r.Registry.Disconnect(ic.Name)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+
+	full := !conn.Connected() || r.probes.next(ic.Name)%fullProbeEvery == 0
+	res := conn.Probe(ctx, timeout, full)
+	now := metav1.Now()
+	if res.Err != nil {
+		if conn.Connected() {
+			log.Info("Infra cluster unreachable: disconnecting", "reason", res.Err.Error())
+		}
+		r.Registry.Disconnect(ic.Name)
+		markUnreachable(ic, &reasonError{reason: infrav1.ProbeFailedReason, err: res.Err})
+		setProbeTime(ic, now)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	groups := res.Groups
+	if !res.Full {
+		groups = servedGroups(conn)
+	}
+	justConnected := false
+	if !conn.Connected() {
+		if err := r.Registry.Connect(ctx, conn, groups); err != nil {
+			markUnreachable(ic, &reasonError{reason: infrav1.ProbeFailedReason, err: err})
+			setProbeTime(ic, now)
+			return ctrl.Result{RequeueAfter: interval}, nil
+		}
+		log.Info("Infra cluster connected", "version", res.Version)
+		justConnected = true
+	}
+	// Whatever was orphaned while the Infra cluster was away (or while the manager was down) is
+	// swept when it comes back.
+	if justConnected || len(ic.Status.Orphans) > 0 {
+		swept, err := sweep(ctx, r.Client, conn)
+		if err != nil {
+			log.Error(err, "Sweeping orphans")
+		} else {
+			if swept > 0 {
+				log.Info("Swept orphans", "count", swept)
+			}
+			ic.Status.Orphans = remainingOrphans(ctx, conn, ic.Status.Orphans)
+		}
+	}
+	if res.Full {
+		ic.Status.KubernetesVersion = res.Version
+	}
+	// No latency in the message: it would change the status at every probe. It is a metric instead.
+	conditions.Set(ic, metav1.Condition{Type: infrav1.ReachableCondition, Status: metav1.ConditionTrue, Reason: infrav1.ProbeSucceededReason})
+	setAPICondition(ic, infrav1.KubeVirtAvailableCondition, groups.Has(kubevirtv1.GroupVersion.Group), "kubevirt.io (KubeVirt / OpenShift Virtualization)")
+	setAPICondition(ic, infrav1.Metal3AvailableCondition, groups.Has(bmov1alpha1.GroupVersion.Group), "metal3.io (Metal3 BareMetalHost)")
+	if capacity, err := infra.Capacity(ctx, conn.Client()); err == nil {
+		ic.Status.Capacity = capacity
+	} else {
+		log.Error(err, "Reading the capacity of the Infra cluster")
+	}
+	setReady(ic)
+	setProbeTime(ic, now)
+	return ctrl.Result{RequeueAfter: interval}, nil
+}
+
+// connection returns the registry's connection for the InfraCluster, (re)built from its kubeconfig.
+func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.InfraCluster) (*infra.Connection, error) {
+	if ic.Spec.KubeconfigSecretRef == nil {
+		return r.Registry.Ensure(ic.Name, r.ManagementConfig, "management")
+	}
+	ref := ic.Spec.KubeconfigSecretRef
+	secret := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: r.ProviderNamespace, Name: ref.Name}
+	if err := r.APIReader.Get(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &reasonError{reason: infrav1.KubeconfigSecretNotFoundReason,
+				err: fmt.Errorf("Secret %s not found: create it with a kubeconfig for the Infra cluster under key %q", key, ref.Key)}
+		}
+		return nil, &reasonError{reason: infrav1.KubeconfigSecretNotFoundReason, err: fmt.Errorf("reading Secret %s: %w", key, err)}
+	}
+	identity := string(secret.UID) + "/" + secret.ResourceVersion
+	if c, ok := r.Registry.Lookup(ic.Name); ok && sameIdentity(c, identity) {
+		return c, nil
+	}
+	data, ok := secret.Data[ref.Key]
+	if !ok {
+		return nil, &reasonError{reason: infrav1.KubeconfigInvalidReason, err: fmt.Errorf("Secret %s has no key %q", key, ref.Key)}
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return nil, &reasonError{reason: infrav1.KubeconfigInvalidReason, err: fmt.Errorf("key %q of Secret %s is not a usable kubeconfig: %w", ref.Key, key, err)}
+	}
+	conn, err := r.Registry.Ensure(ic.Name, cfg, identity)
+	if err != nil {
+		return nil, &reasonError{reason: infrav1.KubeconfigInvalidReason, err: err}
+	}
+	return conn, nil
+}
+
+func sameIdentity(c *infra.Connection, identity string) bool { return c.Identity() == identity }
+
+// probeCounter numbers the probes of each Infra cluster, to make every fullProbeEvery-th one full.
+type probeCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (p *probeCounter) next(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counts[name]++
+	return p.counts[name]
+}
+
+func (p *probeCounter) forget(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.counts, name)
+}
+
+func servedGroups(c *infra.Connection) sets.Set[string] {
+	groups := sets.New[string]()
+	for _, g := range []string{kubevirtv1.GroupVersion.Group, "cdi.kubevirt.io", bmov1alpha1.GroupVersion.Group} {
+		if c.Serves(g) {
+			groups.Insert(g)
+		}
+	}
+	return groups
+}
+
+func probeTiming(ic *infrav1.InfraCluster) (interval, timeout time.Duration) {
+	interval, timeout = 10*time.Second, 5*time.Second
+	if p := ic.Spec.Probe; p != nil {
+		if p.IntervalSeconds > 0 {
+			interval = time.Duration(p.IntervalSeconds) * time.Second
+		}
+		if p.TimeoutSeconds > 0 {
+			timeout = time.Duration(p.TimeoutSeconds) * time.Second
+		}
+	}
+	return interval, timeout
+}
+
+// setProbeTime records the probe time, but only when something else changed or a minute passed:
+// a status write every probe would wake every watcher of InfraClusters for nothing.
+func setProbeTime(ic *infrav1.InfraCluster, now metav1.Time) {
+	if last := ic.Status.LastProbeTime; last == nil || now.Sub(last.Time) >= time.Minute {
+		ic.Status.LastProbeTime = &now
+	}
+}
+
+func markUnreachable(ic *infrav1.InfraCluster, err error) {
+	reason := infrav1.ProbeFailedReason
+	if re, ok := err.(*reasonError); ok {
+		reason = re.reason
+	}
+	conditions.Set(ic, metav1.Condition{Type: infrav1.ReachableCondition, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error()})
+	for _, t := range []string{infrav1.KubeVirtAvailableCondition, infrav1.Metal3AvailableCondition} {
+		if !conditions.Has(ic, t) {
+			conditions.Set(ic, metav1.Condition{Type: t, Status: metav1.ConditionUnknown, Reason: reason, Message: "the Infra cluster has not been reached yet"})
+		}
+	}
+	setReady(ic)
+}
+
+func setAPICondition(ic *infrav1.InfraCluster, condType string, served bool, what string) {
+	if served {
+		conditions.Set(ic, metav1.Condition{Type: condType, Status: metav1.ConditionTrue, Reason: infrav1.APIServedReason, Message: what + " is served"})
+		return
+	}
+	conditions.Set(ic, metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: infrav1.APINotServedReason, Message: what + " is not served"})
+}
+
+// setReady: an Infra cluster is Ready when it is reachable and serves KubeVirt or Metal3.
+func setReady(ic *infrav1.InfraCluster) {
+	reach := conditions.Get(ic, infrav1.ReachableCondition)
+	switch {
+	case reach == nil || reach.Status != metav1.ConditionTrue:
+		msg := "not reachable"
+		reason := infrav1.ProbeFailedReason
+		if reach != nil {
+			msg, reason = reach.Message, reach.Reason
+		}
+		conditions.Set(ic, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	case !conditions.IsTrue(ic, infrav1.KubeVirtAvailableCondition) && !conditions.IsTrue(ic, infrav1.Metal3AvailableCondition):
+		conditions.Set(ic, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.APINotServedReason,
+			Message: "the Infra cluster serves neither KubeVirt (kubevirt.io) nor Metal3 (metal3.io): install OpenShift Virtualization or the baremetal-operator"})
+	default:
+		conditions.Set(ic, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.ProbeSucceededReason})
+	}
+}
+
+// reasonError carries a condition reason with an error.
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }

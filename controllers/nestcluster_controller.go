@@ -1,0 +1,580 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	"sigs.k8s.io/cluster-api/util/paused"
+	"sigs.k8s.io/cluster-api/util/predicates"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+)
+
+// infraClustersIndex indexes NestClusters by the InfraClusters they list.
+const infraClustersIndex = "spec.infraClusters.name"
+
+// NestClusterReconciler makes each listed Infra cluster ready for a tenant (its namespace there),
+// publishes the healthy ones as failure domains, provides the control-plane endpoint, and restores a
+// control plane to one machine per Infra cluster after an Infra cluster returns.
+type NestClusterReconciler struct {
+	Client   client.Client
+	Registry *infra.Registry
+	Recorder record.EventRecorder
+	// WatchFilter reconciles only objects with this cluster.x-k8s.io/watch-filter label value.
+	WatchFilter string
+}
+
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestclusters/status;nestclusters/finalizers,verbs=get;update;patch
+// +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters;clusters/status;machines,verbs=get;list;watch
+// +kubebuilder:rbac:groups=controlplane.cluster.x-k8s.io,resources=kubeadmcontrolplanes,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller and its watches: Clusters, InfraClusters whose health
+// changes, control-plane Machines, and the tenant's namespaces and Services in the Infra clusters.
+func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &infrav1.NestCluster{}, infraClustersIndex, func(o client.Object) []string {
+		nc := o.(*infrav1.NestCluster)
+		names := make([]string, 0, len(nc.Spec.InfraClusters))
+		for _, u := range nc.Spec.InfraClusters {
+			names = append(names, u.Name)
+		}
+		return names
+	}); err != nil {
+		return fmt.Errorf("indexing NestClusters by InfraCluster: %w", err)
+	}
+	log := ctrl.LoggerFrom(ctx)
+	remote := r.Registry.Source(
+		infra.Watch{Object: &corev1.Namespace{}, Map: nestClusterOfRemote},
+		infra.Watch{Object: &corev1.Service{}, Map: nestClusterOfRemote},
+	)
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&infrav1.NestCluster{}).
+		WithEventFilter(predicates.ResourceHasFilterLabel(mgr.GetScheme(), log, r.WatchFilter)).
+		Watches(&clusterv1.Cluster{},
+			handler.EnqueueRequestsFromMapFunc(util.ClusterToInfrastructureMapFunc(ctx, infrav1.GroupVersion.WithKind("NestCluster"), mgr.GetClient(), &infrav1.NestCluster{})),
+			builder.WithPredicates(predicates.ClusterPausedTransitions(mgr.GetScheme(), log))).
+		Watches(&infrav1.InfraCluster{}, handler.EnqueueRequestsFromMapFunc(r.infraClusterToNestClusters),
+			builder.WithPredicates(infraClusterHealthChanged())).
+		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(r.clusterObjectToNestCluster),
+			builder.WithPredicates(isControlPlaneMachine())).
+		Watches(&controlplanev1.KubeadmControlPlane{}, handler.EnqueueRequestsFromMapFunc(r.clusterObjectToNestCluster)).
+		WatchesRawSource(remote).
+		WithOptions(opts).
+		Complete(r)
+}
+
+// nestClusterOfRemote maps a tenant namespace or Service in an Infra cluster to its NestCluster.
+func nestClusterOfRemote(_ string, o client.Object) []reconcile.Request {
+	ns, name := o.GetLabels()[infrav1.NestClusterNamespaceLabel], o.GetLabels()[infrav1.NestClusterNameLabel]
+	if ns == "" || name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+func (r *NestClusterReconciler) infraClusterToNestClusters(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &infrav1.NestClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{infraClustersIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the NestClusters of an InfraCluster", "infraCluster", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, nc := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
+	}
+	return reqs
+}
+
+// clusterObjectToNestCluster maps a Machine or KubeadmControlPlane, by its cluster-name label, to the
+// NestCluster of its Cluster: a control plane finishing a rollout may now need (or no longer need) a
+// restore.
+func (r *NestClusterReconciler) clusterObjectToNestCluster(ctx context.Context, o client.Object) []reconcile.Request {
+	cluster, err := util.GetClusterByName(ctx, r.Client, o.GetNamespace(), o.GetLabels()[clusterv1.ClusterNameLabel])
+	if err != nil || !cluster.Spec.InfrastructureRef.IsDefined() || cluster.Spec.InfrastructureRef.Kind != "NestCluster" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Spec.InfrastructureRef.Name}}}
+}
+
+// infraClusterHealthChanged passes InfraCluster events that can change a tenant's failure domains:
+// creation, deletion, a spec change (allowedNamespaces), a Ready transition.
+func infraClusterHealthChanged() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			oldIC, okOld := e.ObjectOld.(*infrav1.InfraCluster)
+			newIC, okNew := e.ObjectNew.(*infrav1.InfraCluster)
+			if !okOld || !okNew {
+				return false
+			}
+			return oldIC.Generation != newIC.Generation ||
+				conditions.IsTrue(oldIC, infrav1.ReadyCondition) != conditions.IsTrue(newIC, infrav1.ReadyCondition) ||
+				!newIC.DeletionTimestamp.IsZero()
+		},
+	}
+}
+
+func isControlPlaneMachine() predicate.Funcs {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		_, ok := o.GetLabels()[clusterv1.MachineControlPlaneLabel]
+		return ok
+	})
+}
+
+// Reconcile brings one NestCluster to its desired state.
+func (r *NestClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	log := ctrl.LoggerFrom(ctx)
+	nc := &infrav1.NestCluster{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	cluster, err := util.GetOwnerCluster(ctx, r.Client, nc.ObjectMeta)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("getting the owner Cluster of NestCluster %s: %w", klog.KObj(nc), err)
+	}
+	if cluster == nil {
+		log.Info("Waiting for the Cluster controller to set the owner reference on the NestCluster")
+		return ctrl.Result{}, nil
+	}
+	log = log.WithValues("Cluster", klog.KObj(cluster))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if isPaused, requeue, err := paused.EnsurePausedCondition(ctx, r.Client, cluster, nc); err != nil || isPaused || requeue {
+		return ctrl.Result{}, err
+	}
+
+	helper, err := patch.NewHelper(nc, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		if err := helper.Patch(ctx, nc, patch.WithOwnedConditions{Conditions: []string{
+			infrav1.InfraClustersReadyCondition, infrav1.ControlPlaneEndpointReadyCondition, infrav1.ControlPlaneBalancedCondition,
+			infrav1.ReadyCondition, clusterv1.PausedCondition,
+		}}); err != nil && !apierrors.IsNotFound(err) {
+			reterr = errors.Join(reterr, fmt.Errorf("patching NestCluster %s: %w", klog.KObj(nc), err))
+		}
+	}()
+
+	if !nc.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, cluster, nc)
+	}
+	if controllerutil.AddFinalizer(nc, infrav1.NestClusterFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	return r.reconcileNormal(ctx, cluster, nc)
+}
+
+// infraUse is what the controller found for one listed Infra cluster.
+type infraUse struct {
+	use       infrav1.InfraClusterUse
+	ic        *infrav1.InfraCluster
+	conn      *infra.Connection
+	namespace string
+	usable    bool
+	reason    string
+}
+
+func (r *NestClusterReconciler) reconcileNormal(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (ctrl.Result, error) {
+	uses, err := r.resolveInfraClusters(ctx, nc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var errs []error
+	for _, u := range uses {
+		if !u.usable {
+			continue
+		}
+		if err := ensureTenantNamespace(ctx, u.conn, u.namespace, cluster, nc); err != nil {
+			u.usable, u.reason = false, err.Error()
+			errs = append(errs, err)
+		}
+	}
+	publishInfraStatus(nc, uses)
+
+	endpointErr := r.reconcileEndpoint(ctx, cluster, nc, uses)
+	if endpointErr != nil {
+		errs = append(errs, endpointErr)
+	}
+	if len(nc.Status.FailureDomains) > 0 && endpointReady(cluster, nc) {
+		nc.Status.Initialization.Provisioned = ptr.To(true)
+	}
+	if err := r.reconcileRestore(ctx, cluster, nc, uses); err != nil {
+		errs = append(errs, err)
+	}
+	setNestClusterReady(nc)
+	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// resolveInfraClusters checks, for each listed Infra cluster, that it exists, admits this namespace,
+// is Ready and connected.
+func (r *NestClusterReconciler) resolveInfraClusters(ctx context.Context, nc *infrav1.NestCluster) ([]*infraUse, error) {
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: nc.Namespace}, ns); err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", nc.Namespace, err)
+	}
+	clusterName := nc.Labels[clusterv1.ClusterNameLabel]
+	if clusterName == "" {
+		clusterName = nc.Name
+	}
+	uses := make([]*infraUse, 0, len(nc.Spec.InfraClusters))
+	for _, use := range nc.Spec.InfraClusters {
+		u := &infraUse{use: use}
+		uses = append(uses, u)
+		ic := &infrav1.InfraCluster{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: use.Name}, ic); err != nil {
+			if apierrors.IsNotFound(err) {
+				u.reason = fmt.Sprintf("%s: InfraCluster %s does not exist", infrav1.InfraClusterNotFoundReason, use.Name)
+				continue
+			}
+			return nil, fmt.Errorf("reading InfraCluster %s: %w", use.Name, err)
+		}
+		u.ic = ic
+		u.namespace = infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
+		ok, why, err := infra.Allows(ic, ns)
+		if err != nil || !ok {
+			if err != nil {
+				why = err.Error()
+			}
+			u.reason = infrav1.NamespaceNotAllowedReason + ": " + why
+			continue
+		}
+		if !conditions.IsTrue(ic, infrav1.ReadyCondition) {
+			u.reason = fmt.Sprintf("%s: InfraCluster %s is not Ready: %s", infrav1.InfraClusterNotReadyReason, ic.Name, conditions.GetMessage(ic, infrav1.ReadyCondition))
+			continue
+		}
+		conn, err := r.Registry.Get(ic.Name)
+		if err != nil {
+			u.reason = fmt.Sprintf("%s: %v", infrav1.InfraClusterNotReadyReason, err)
+			continue
+		}
+		u.conn, u.usable = conn, true
+	}
+	return uses, nil
+}
+
+// ensureTenantNamespace creates the tenant's namespace in an Infra cluster when the cache does not
+// have it. It is labelled so the cache (label-selected) sees it and events find the NestCluster.
+func ensureTenantNamespace(ctx context.Context, conn *infra.Connection, name string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) error {
+	ns := &corev1.Namespace{}
+	err := conn.Client().Get(ctx, client.ObjectKey{Name: name}, ns)
+	if err == nil {
+		if !ns.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("namespace %s in Infra cluster %s is being deleted; waiting for it to go before recreating it", name, conn.Name)
+		}
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading namespace %s in Infra cluster %s: %w", name, conn.Name, err)
+	}
+	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(cluster, nc)}}
+	if err := conn.Client().Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s in Infra cluster %s: %w", name, conn.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Created the tenant namespace", "infraCluster", conn.Name, "namespace", name)
+	return nil
+}
+
+// tenantLabels mark an object in an Infra cluster as belonging to a NestCluster.
+func tenantLabels(cluster *clusterv1.Cluster, nc *infrav1.NestCluster) map[string]string {
+	return map[string]string{
+		infrav1.ManagedByLabel:            infrav1.ManagedByValue,
+		infrav1.NestClusterNamespaceLabel: nc.Namespace,
+		infrav1.NestClusterNameLabel:      nc.Name,
+		clusterv1.ClusterNameLabel:        cluster.Name,
+	}
+}
+
+// publishInfraStatus writes status.infraClusters, status.failureDomains and InfraClustersReady.
+func publishInfraStatus(nc *infrav1.NestCluster, uses []*infraUse) {
+	statuses := make([]infrav1.InfraClusterUseStatus, 0, len(uses))
+	domains := make([]clusterv1.FailureDomain, 0, len(uses))
+	var problems []string
+	for _, u := range uses {
+		statuses = append(statuses, infrav1.InfraClusterUseStatus{Name: u.use.Name, Namespace: u.namespace, Usable: u.usable, Reason: truncate(u.reason, 1024)})
+		if !u.usable {
+			problems = append(problems, u.reason)
+			continue
+		}
+		domains = append(domains, clusterv1.FailureDomain{Name: u.use.Name, ControlPlane: ptr.To(ptr.Deref(u.use.ControlPlane, true))})
+	}
+	nc.Status.InfraClusters = statuses
+	nc.Status.FailureDomains = domains
+	if len(problems) == 0 {
+		conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionTrue, Reason: "AllUsable"})
+		return
+	}
+	reason := strings.SplitN(problems[0], ":", 2)[0]
+	conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionFalse, Reason: reason,
+		Message: truncate(strings.Join(problems, "; "), 10240)})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func endpointReady(cluster *clusterv1.Cluster, nc *infrav1.NestCluster) bool {
+	return nc.Spec.ControlPlaneEndpoint.IsValid() || (nc.Spec.ControlPlaneService == nil && cluster.Spec.ControlPlaneEndpoint.IsValid())
+}
+
+// reconcileEndpoint provides the control-plane endpoint: the one the user gave, or the address of a
+// Service in the one Infra cluster that hosts the control plane.
+func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster, uses []*infraUse) error {
+	svcSpec := nc.Spec.ControlPlaneService
+	if svcSpec == nil {
+		if endpointReady(cluster, nc) {
+			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: "Provided"})
+			return nil
+		}
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
+			Message: "set spec.controlPlaneEndpoint (a VIP or load balancer in front of the control-plane VMs) or spec.controlPlaneService"})
+		return nil
+	}
+	var host *infraUse
+	for _, u := range uses {
+		if u.use.Name == svcSpec.InfraCluster {
+			host = u
+		}
+	}
+	if host == nil || !host.usable {
+		if !nc.Spec.ControlPlaneEndpoint.IsValid() {
+			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterNotReadyReason,
+				Message: fmt.Sprintf("waiting for Infra cluster %s to create the control-plane Service", svcSpec.InfraCluster)})
+		}
+		return nil
+	}
+	endpoint, err := ensureControlPlaneService(ctx, host.conn, host.namespace, cluster, nc)
+	if err != nil {
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: "ServiceFailed", Message: err.Error()})
+		return err
+	}
+	if !endpoint.IsValid() {
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
+			Message: fmt.Sprintf("waiting for the %s Service in Infra cluster %s to get an address", svcSpec.Type, svcSpec.InfraCluster)})
+		return nil
+	}
+	if !nc.Spec.ControlPlaneEndpoint.IsValid() {
+		nc.Spec.ControlPlaneEndpoint = endpoint
+	}
+	conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: "ServiceReady",
+		Message: fmt.Sprintf("%s Service in Infra cluster %s", svcSpec.Type, svcSpec.InfraCluster)})
+	return nil
+}
+
+// controlPlaneServiceName is the name of the Service in front of a tenant's control-plane VMs.
+func controlPlaneServiceName(cluster *clusterv1.Cluster) string {
+	return infra.ShortName(cluster.Name+"-control-plane", 63)
+}
+
+func ensureControlPlaneService(ctx context.Context, conn *infra.Connection, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (clusterv1.APIEndpoint, error) {
+	spec := nc.Spec.ControlPlaneService
+	svc := &corev1.Service{}
+	key := client.ObjectKey{Namespace: namespace, Name: controlPlaneServiceName(cluster)}
+	err := conn.Client().Get(ctx, key, svc)
+	if apierrors.IsNotFound(err) {
+		svc = &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: tenantLabels(cluster, nc)},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceType(spec.Type),
+				Selector: map[string]string{
+					clusterv1.ClusterNameLabel: cluster.Name,
+					"cluster.x-k8s.io/role":    "control-plane",
+				},
+				Ports: []corev1.ServicePort{{Name: "kube-apiserver", Protocol: corev1.ProtocolTCP, Port: spec.Port, TargetPort: intstr.FromInt32(6443)}},
+			},
+		}
+		if err := conn.Client().Create(ctx, svc); err != nil && !apierrors.IsAlreadyExists(err) {
+			return clusterv1.APIEndpoint{}, fmt.Errorf("creating Service %s in Infra cluster %s: %w", key, conn.Name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Created the control-plane Service", "infraCluster", conn.Name, "service", key.String())
+		return clusterv1.APIEndpoint{}, nil
+	}
+	if err != nil {
+		return clusterv1.APIEndpoint{}, fmt.Errorf("reading Service %s in Infra cluster %s: %w", key, conn.Name, err)
+	}
+	switch svc.Spec.Type {
+	case corev1.ServiceTypeLoadBalancer:
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP != "" {
+				return clusterv1.APIEndpoint{Host: ing.IP, Port: spec.Port}, nil
+			}
+			if ing.Hostname != "" {
+				return clusterv1.APIEndpoint{Host: ing.Hostname, Port: spec.Port}, nil
+			}
+		}
+		return clusterv1.APIEndpoint{}, nil
+	case corev1.ServiceTypeNodePort:
+		if len(svc.Spec.Ports) == 0 || svc.Spec.Ports[0].NodePort == 0 {
+			return clusterv1.APIEndpoint{}, nil
+		}
+		addr, err := firstNodeAddress(ctx, conn)
+		if err != nil || addr == "" {
+			return clusterv1.APIEndpoint{}, err
+		}
+		return clusterv1.APIEndpoint{Host: addr, Port: svc.Spec.Ports[0].NodePort}, nil
+	default:
+		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			return clusterv1.APIEndpoint{}, nil
+		}
+		return clusterv1.APIEndpoint{Host: svc.Spec.ClusterIP, Port: spec.Port}, nil
+	}
+}
+
+// firstNodeAddress is the InternalIP of the first (by name) schedulable node: a NodePort answers on
+// every node, so any stable choice works.
+func firstNodeAddress(ctx context.Context, conn *infra.Connection) (string, error) {
+	nodes := &corev1.NodeList{}
+	if err := conn.Client().List(ctx, nodes); err != nil {
+		return "", fmt.Errorf("listing nodes of Infra cluster %s: %w", conn.Name, err)
+	}
+	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				return a.Address, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+func setNestClusterReady(nc *infrav1.NestCluster) {
+	switch {
+	case !ptr.Deref(nc.Status.Initialization.Provisioned, false):
+		msg := "waiting for a usable Infra cluster and the control-plane endpoint"
+		if c := conditions.Get(nc, infrav1.ControlPlaneEndpointReadyCondition); c != nil && c.Status != metav1.ConditionTrue {
+			msg = c.Message
+		}
+		if c := conditions.Get(nc, infrav1.InfraClustersReadyCondition); c != nil && c.Status != metav1.ConditionTrue && len(nc.Status.FailureDomains) == 0 {
+			msg = c.Message
+		}
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "NotProvisioned", Message: msg})
+	case len(nc.Status.FailureDomains) == 0:
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterNotReadyReason,
+			Message: conditions.GetMessage(nc, infrav1.InfraClustersReadyCondition)})
+	default:
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: "Provisioned"})
+	}
+}
+
+// reconcileDelete removes the Service and, once empty, the tenant namespaces it created in every
+// Infra cluster, then releases the NestCluster. An Infra cluster that stays unreachable past its grace
+// period is recorded as holding an orphan, which the sweeper removes when it returns.
+func (r *NestClusterReconciler) reconcileDelete(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.DeletingReason})
+	clusterName := nc.Labels[clusterv1.ClusterNameLabel]
+	if clusterName == "" {
+		clusterName = nc.Name
+	}
+	var waiting []string
+	var requeue time.Duration
+	for _, use := range nc.Spec.InfraClusters {
+		ic := &infrav1.InfraCluster{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: use.Name}, ic); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return ctrl.Result{}, err
+		}
+		namespace := infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
+		conn, err := r.Registry.Get(ic.Name)
+		if err != nil {
+			grace := time.Duration(ptr.Deref(ic.Spec.OrphanGracePeriodSeconds, 300)) * time.Second
+			left := grace - time.Since(nc.DeletionTimestamp.Time)
+			if left > 0 {
+				waiting = append(waiting, fmt.Sprintf("Infra cluster %s is unreachable (giving up in %s)", ic.Name, left.Round(time.Second)))
+				requeue = minPositive(requeue, left)
+				continue
+			}
+			if err := recordOrphan(ctx, r.Client, ic, infrav1.OrphanedObject{Kind: "Namespace", Namespace: namespace, Name: namespace,
+				NestMachine: "", Since: metav1.Now()}); err != nil {
+				return ctrl.Result{}, err
+			}
+			r.Recorder.Eventf(nc, corev1.EventTypeWarning, infrav1.OrphanedReason,
+				"Infra cluster %s unreachable for %s: namespace %s left behind, to be swept when it returns", ic.Name, grace, namespace)
+			continue
+		}
+		done, err := deleteTenantObjects(ctx, conn, namespace, cluster)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !done {
+			waiting = append(waiting, fmt.Sprintf("namespace %s in Infra cluster %s still holds machines", namespace, ic.Name))
+		}
+	}
+	if len(waiting) > 0 {
+		log.Info("Waiting before releasing the NestCluster", "waitingFor", strings.Join(waiting, "; "))
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.DeletingReason, Message: strings.Join(waiting, "; ")})
+		return ctrl.Result{RequeueAfter: requeue}, nil
+	}
+	controllerutil.RemoveFinalizer(nc, infrav1.NestClusterFinalizer)
+	return ctrl.Result{}, nil
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+// deleteTenantObjects deletes the control-plane Service and, when no machine objects remain in it,
+// the tenant namespace. It reports whether nothing is left to wait for. A namespace that is
+// terminating counts as gone: the Infra cluster's namespace controller finishes it.
+func deleteTenantObjects(ctx context.Context, conn *infra.Connection, namespace string, cluster *clusterv1.Cluster) (bool, error) {
+	c := conn.Client()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: controlPlaneServiceName(cluster)}}
+	if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("deleting Service %s in Infra cluster %s: %w", client.ObjectKeyFromObject(svc), conn.Name, err)
+	}
+	empty, err := tenantNamespaceEmpty(ctx, conn, namespace)
+	if err != nil || !empty {
+		return false, err
+	}
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	}
+	if ns.DeletionTimestamp.IsZero() {
+		if err := c.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("deleting namespace %s in Infra cluster %s: %w", namespace, conn.Name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted the tenant namespace", "infraCluster", conn.Name, "namespace", namespace)
+	}
+	return true, nil
+}

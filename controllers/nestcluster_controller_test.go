@@ -1,0 +1,265 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
+	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+)
+
+// The three shared Infra clusters, registered once.
+var threeInfras = []string{"infra-a", "infra-b", "infra-c"}
+
+func ensureThreeInfras(t *testing.T) {
+	t.Helper()
+	g := NewWithT(t)
+	for i, name := range threeInfras {
+		if err := mgmt.Get(context.Background(), client.ObjectKey{Name: name}, &infrav1.InfraCluster{}); apierrors.IsNotFound(err) {
+			registerInfraCluster(t, name, topo.Infras[i], &infrav1.AllowedNamespaces{})
+		}
+	}
+	g.Eventually(func(g Gomega) {
+		for _, name := range threeInfras {
+			ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: name}}).(*infrav1.InfraCluster)
+			g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue(), "InfraCluster %s Ready: %s", name, conditions.GetMessage(ic, infrav1.ReadyCondition))
+		}
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+func TestInfraClustersBecomeReadyAndFailureDomains(t *testing.T) {
+	g := NewWithT(t)
+	ensureThreeInfras(t)
+	ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: "infra-a"}}).(*infrav1.InfraCluster)
+	g.Expect(ic.Status.KubernetesVersion).To(Equal("v1.37.2"))
+	g.Expect(conditions.IsTrue(ic, infrav1.KubeVirtAvailableCondition)).To(BeTrue())
+	g.Expect(conditions.IsTrue(ic, infrav1.Metal3AvailableCondition)).To(BeTrue())
+	g.Expect(ic.Finalizers).To(ContainElement(infrav1.InfraClusterFinalizer))
+
+	_, nc := newTenant(t, threeInfras...)
+	g.Eventually(func(g Gomega) {
+		get(g, nc)
+		g.Expect(failureDomainNames(nc)).To(ConsistOf(threeInfras))
+		g.Expect(ptr.Deref(nc.Status.Initialization.Provisioned, false)).To(BeTrue())
+		g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), conditions.GetMessage(nc, infrav1.ReadyCondition))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	for i := range threeInfras {
+		ns := &corev1.Namespace{}
+		g.Expect(topo.Infras[i].Client.Get(context.Background(), client.ObjectKey{Name: tenantNamespace(nc)}, ns)).To(Succeed(), "tenant namespace in %s", threeInfras[i])
+		g.Expect(ns.Labels).To(HaveKeyWithValue(infrav1.ManagedByLabel, infrav1.ManagedByValue))
+		g.Expect(ns.Labels).To(HaveKeyWithValue(infrav1.NestClusterNameLabel, nc.Name))
+	}
+}
+
+func TestNamespaceNotAllowedNeverGetsTheFailureDomain(t *testing.T) {
+	g := NewWithT(t)
+	ensureThreeInfras(t)
+	registerInfraCluster(t, "restricted", topo.Infras[1], &infrav1.AllowedNamespaces{List: []string{"team-other"}})
+	g.Eventually(func(g Gomega) {
+		ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: "restricted"}}).(*infrav1.InfraCluster)
+		g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	_, nc := newTenant(t, "infra-a", "restricted")
+	g.Eventually(func(g Gomega) {
+		get(g, nc)
+		g.Expect(failureDomainNames(nc)).To(ConsistOf("infra-a"))
+		c := conditions.Get(nc, infrav1.InfraClustersReadyCondition)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(infrav1.NamespaceNotAllowedReason))
+		g.Expect(c.Message).To(ContainSubstring("InfraCluster restricted does not admit namespace default"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).NotTo(ContainElement("restricted"))
+	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+func TestKubeconfigRotationSwitchesTheConnection(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	registerInfraCluster(t, "rotating", topo.Infras[0], &infrav1.AllowedNamespaces{})
+	_, first := newTenant(t, "rotating")
+	g.Eventually(func(g Gomega) {
+		g.Expect(topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(first)}, &corev1.Namespace{})).To(Succeed())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "before rotation the tenant namespace is made in the first Infra API server")
+
+	secret := topo.Infras[2].KubeconfigSecret(providerNamespace, "rotating-kubeconfig")
+	g.Expect(mgmt.Update(ctx, secret)).To(Succeed())
+
+	_, second := newTenant(t, "rotating")
+	g.Eventually(func(g Gomega) {
+		g.Expect(topo.Infras[2].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})).To(Succeed())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "after rotation the connection reaches the API server of the new kubeconfig")
+	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "nothing goes to the old API server after rotation, got %v", err)
+}
+
+func TestBrokenKubeconfigIsAConditionNotACrash(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ic := &infrav1.InfraCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "broken"},
+		Spec:       infrav1.InfraClusterSpec{KubeconfigSecretRef: &infrav1.SecretKeyReference{Name: "broken-kubeconfig"}, Probe: &infrav1.ProbeSpec{IntervalSeconds: 1, TimeoutSeconds: 1}},
+	}
+	g.Expect(mgmt.Create(ctx, ic)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		get(g, ic)
+		c := conditions.Get(ic, infrav1.ReachableCondition)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(infrav1.KubeconfigSecretNotFoundReason))
+		g.Expect(c.Message).To(ContainSubstring("nest-system/broken-kubeconfig not found"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	g.Expect(mgmt.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: providerNamespace, Name: "broken-kubeconfig"},
+		Data: map[string][]byte{"value": []byte("not: [a kubeconfig")}})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		get(g, ic)
+		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.KubeconfigInvalidReason))
+		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "a Secret change is noticed through the Secret watch")
+}
+
+// TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack stops an Infra API server.
+// The bound: probe interval (1 s) + timeout (1 s) + a reconcile; we allow 10 s.
+func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *testing.T) {
+	g := NewWithT(t)
+	ensureThreeInfras(t)
+	_, nc := newTenant(t, threeInfras...)
+	g.Eventually(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	g.Expect(topo.Infras[2].StopAPIServer()).To(Succeed())
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = topo.Infras[2].StartAPIServer()
+		}
+	})
+	g.Eventually(func(g Gomega) {
+		ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: "infra-c"}}).(*infrav1.InfraCluster)
+		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
+		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.ProbeFailedReason))
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(ConsistOf("infra-a", "infra-b"))
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "the lost Infra cluster leaves the failure domains within 10 s")
+	g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), "two Infra clusters still serve the tenant")
+
+	g.Expect(topo.Infras[2].StartAPIServer()).To(Succeed())
+	stopped = false
+	g.Eventually(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(ConsistOf(threeInfras))
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the recovered Infra cluster returns")
+}
+
+func TestUnbalancedControlPlaneAfterRecoveryGetsExactlyOneRollout(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	cluster, nc := newTenant(t, threeInfras...)
+	g.Eventually(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	kcp := &controlplanev1.KubeadmControlPlane{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: cluster.Name + "-cp"},
+		Spec: controlplanev1.KubeadmControlPlaneSpec{
+			Replicas: ptr.To[int32](3),
+			Version:  "v1.34.0",
+			MachineTemplate: controlplanev1.KubeadmControlPlaneMachineTemplate{Spec: controlplanev1.KubeadmControlPlaneMachineTemplateSpec{
+				InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachineTemplate", Name: "cp"},
+			}},
+			KubeadmConfigSpec: bootstrapv1.KubeadmConfigSpec{},
+		},
+	}
+	g.Expect(mgmt.Create(ctx, kcp)).To(Succeed())
+	kcp.Status.Replicas, kcp.Status.UpToDateReplicas = ptr.To[int32](3), ptr.To[int32](3)
+	g.Expect(mgmt.Status().Update(ctx, kcp)).To(Succeed())
+
+	before := get(g, cluster).(*clusterv1.Cluster).DeepCopy()
+	cluster.Spec.ControlPlaneRef = clusterv1.ContractVersionedObjectReference{APIGroup: controlplanev1.GroupVersion.Group, Kind: "KubeadmControlPlane", Name: kcp.Name}
+	g.Expect(mgmt.Patch(ctx, cluster, client.MergeFrom(before))).To(Succeed())
+
+	// Two control-plane machines in infra-a and one in infra-b: what KCP leaves after infra-c was lost
+	// and one machine was remediated into infra-a.
+	for i, fd := range []string{"infra-a", "infra-a", "infra-b"} {
+		m := &clusterv1.Machine{
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: uniqueName(cluster.Name + "-cp"),
+				Labels: map[string]string{clusterv1.ClusterNameLabel: cluster.Name, clusterv1.MachineControlPlaneLabel: ""}},
+			Spec: clusterv1.MachineSpec{
+				ClusterName:       cluster.Name,
+				FailureDomain:     fd,
+				Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To("bootstrap")},
+				InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: "m" + string(rune('0'+i))},
+			},
+		}
+		g.Expect(mgmt.Create(ctx, m)).To(Succeed())
+	}
+
+	var after metav1.Time
+	g.Eventually(func(g Gomega) {
+		get(g, kcp)
+		g.Expect(kcp.Spec.Rollout.After.IsZero()).To(BeFalse(), "a rollout was requested")
+		after = kcp.Spec.Rollout.After
+		get(g, nc)
+		g.Expect(conditions.GetReason(nc, infrav1.ControlPlaneBalancedCondition)).To(Equal(infrav1.RestoreRequestedReason))
+		g.Expect(nc.Status.LastControlPlaneRestore).NotTo(BeNil())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	// More events for the same unbalanced control plane must not request another rollout.
+	machines := &clusterv1.MachineList{}
+	g.Expect(mgmt.List(ctx, machines, client.MatchingLabels{clusterv1.ClusterNameLabel: cluster.Name})).To(Succeed())
+	for i := range machines.Items {
+		m := &machines.Items[i]
+		before := m.DeepCopy()
+		m.Annotations = map[string]string{"poke": "1"}
+		g.Expect(mgmt.Patch(ctx, m, client.MergeFrom(before))).To(Succeed())
+	}
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, kcp).(*controlplanev1.KubeadmControlPlane).Spec.Rollout.After).To(Equal(after))
+	}, 3*time.Second, 200*time.Millisecond).Should(Succeed(), "exactly one rollout per recovery")
+}
+
+func TestDeletingANestClusterRemovesItsNamespacesAndService(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	_, nc := newTenantWith(t, func(nc *infrav1.NestCluster) {
+		nc.Spec.ControlPlaneService = &infrav1.ControlPlaneService{InfraCluster: "infra-a", Type: "ClusterIP", Port: 6443}
+	}, "infra-a")
+	g.Eventually(func(g Gomega) {
+		get(g, nc)
+		g.Expect(nc.Spec.ControlPlaneEndpoint.Host).NotTo(BeEmpty(), "the endpoint comes from the Service's cluster IP")
+		g.Expect(nc.Spec.ControlPlaneEndpoint.Port).To(Equal(int32(6443)))
+		g.Expect(ptr.Deref(nc.Status.Initialization.Provisioned, false)).To(BeTrue())
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	svcs := &corev1.ServiceList{}
+	g.Expect(topo.Infras[0].Client.List(ctx, svcs, client.InNamespace(tenantNamespace(nc)))).To(Succeed())
+	g.Expect(svcs.Items).To(HaveLen(1))
+	g.Expect(svcs.Items[0].Spec.ClusterIP).To(Equal(nc.Spec.ControlPlaneEndpoint.Host))
+	g.Expect(svcs.Items[0].Spec.Selector).To(HaveKeyWithValue("cluster.x-k8s.io/role", "control-plane"))
+
+	g.Expect(mgmt.Delete(ctx, nc)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		err := mgmt.Get(ctx, client.ObjectKeyFromObject(nc), nc)
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "NestCluster released, got %v", err)
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	g.Expect(topo.Infras[0].Client.List(ctx, svcs, client.InNamespace(tenantNamespace(nc)))).To(Succeed())
+	g.Expect(svcs.Items).To(BeEmpty())
+	ns := &corev1.Namespace{}
+	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(nc)}, ns)
+	g.Expect(apierrors.IsNotFound(err) || !ns.DeletionTimestamp.IsZero()).To(BeTrue(), "the tenant namespace is deleted (envtest has no namespace controller to finish it)")
+}
