@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util/flags"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -96,6 +97,28 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 		WatchFilter: o.WatchFilter,
 	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestClusterConcurrency}); err != nil {
 		return fmt.Errorf("setting up the NestCluster controller: %w", err)
+	}
+	clusterCache, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+		SecretClient:     mgr.GetAPIReader(),
+		WatchFilterValue: o.WatchFilter,
+		Client:           clustercache.ClientOptions{QPS: o.KubeAPIQPS, Burst: o.KubeAPIBurst, UserAgent: "cluster-api-provider-nest-clustercache"},
+	}, controller.Options{MaxConcurrentReconciles: o.ClusterCacheConcurrency})
+	if err != nil {
+		return fmt.Errorf("setting up the cache of tenant clusters: %w", err)
+	}
+	if err := (&controllers.NestMachineReconciler{
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		Registry:     registry,
+		ClusterCache: clusterCache,
+		Recorder:     mgr.GetEventRecorderFor("nestmachine-controller"),
+		WatchFilter:  o.WatchFilter,
+	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestMachineConcurrency}); err != nil {
+		return fmt.Errorf("setting up the NestMachine controller: %w", err)
+	}
+	if err := (&controllers.NestMachineTemplateReconciler{Client: mgr.GetClient()}).
+		SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.NestMachineTemplateConcurrency}); err != nil {
+		return fmt.Errorf("setting up the NestMachineTemplate controller: %w", err)
 	}
 	return nil
 }

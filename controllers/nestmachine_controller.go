@@ -1,0 +1,426 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/util"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	"sigs.k8s.io/cluster-api/util/paused"
+	"sigs.k8s.io/cluster-api/util/predicates"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+)
+
+const (
+	// nestMachineInfraIndex indexes NestMachines by the Infra cluster they run on (status.failureDomain).
+	nestMachineInfraIndex = "status.failureDomain"
+	// nestMachineRemoteNameIndex indexes NestMachines by the name of their VM, which is their tenant
+	// Node's name.
+	nestMachineRemoteNameIndex = "status.remote.name"
+)
+
+// NestMachineReconciler turns NestMachines into VirtualMachines (or bare-metal hosts) in the Infra
+// cluster named by their Machine's failure domain and reports what they become.
+type NestMachineReconciler struct {
+	Client client.Client
+	// APIReader reads bootstrap Secrets, which the manager does not cache.
+	APIReader client.Reader
+	Registry  *infra.Registry
+	// ClusterCache reaches the tenant clusters, to set a Node's providerID when nothing else does.
+	// Nil skips that.
+	ClusterCache clustercache.ClusterCache
+	Recorder     record.EventRecorder
+	WatchFilter  string
+
+	controller controller.Controller
+}
+
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestmachines,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestmachines/status;nestmachines/finalizers,verbs=get;update;patch
+// +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=machines;machines/status,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+// SetupWithManager registers the controller: NestMachines, their Machines and Clusters, the health of
+// Infra clusters, and the VMs, instances, DataVolumes and Secrets of the machines in every Infra
+// cluster (from the Infra clusters' caches).
+func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &infrav1.NestMachine{}, nestMachineInfraIndex, func(o client.Object) []string {
+		if fd := o.(*infrav1.NestMachine).Status.FailureDomain; fd != "" {
+			return []string{fd}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing NestMachines by Infra cluster: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &infrav1.NestMachine{}, nestMachineRemoteNameIndex, func(o client.Object) []string {
+		if remote := o.(*infrav1.NestMachine).Status.Remote; remote != nil {
+			return []string{remote.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing NestMachines by VM name: %w", err)
+	}
+	log := ctrl.LoggerFrom(ctx)
+	remote := r.Registry.Source(
+		infra.Watch{Object: &kubevirtv1.VirtualMachine{}, Map: nestMachineOfRemote},
+		infra.Watch{Object: &kubevirtv1.VirtualMachineInstance{}, Map: nestMachineOfRemote},
+		infra.Watch{Object: &cdiv1beta1.DataVolume{}, Map: nestMachineOfRemote},
+		infra.Watch{Object: &corev1.Secret{}, Map: nestMachineOfRemote},
+	)
+	clusterToMachines, err := util.ClusterToTypedObjectsMapper(mgr.GetClient(), &infrav1.NestMachineList{}, mgr.GetScheme())
+	if err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&infrav1.NestMachine{}).
+		WithEventFilter(predicates.ResourceHasFilterLabel(mgr.GetScheme(), log, r.WatchFilter)).
+		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(util.MachineToInfrastructureMapFunc(infrav1.GroupVersion.WithKind("NestMachine")))).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterToMachines),
+			builder.WithPredicates(predicates.ClusterPausedTransitionsOrInfrastructureProvisioned(mgr.GetScheme(), log))).
+		Watches(&infrav1.InfraCluster{}, handler.EnqueueRequestsFromMapFunc(r.infraClusterToNestMachines), builder.WithPredicates(infraClusterHealthChanged())).
+		WatchesRawSource(remote).
+		WithOptions(opts)
+	if r.ClusterCache != nil {
+		b = b.WatchesRawSource(r.ClusterCache.GetClusterSource("nestmachine", clusterToMachines))
+	}
+	c, err := b.Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	return nil
+}
+
+// nestMachineOfRemote maps an object in an Infra cluster to its NestMachine through its labels.
+func nestMachineOfRemote(_ string, o client.Object) []reconcile.Request {
+	ns, name := o.GetLabels()[infrav1.NestMachineNamespaceLabel], o.GetLabels()[infrav1.NestMachineNameLabel]
+	if ns == "" || name == "" {
+		return nil
+	}
+	if full, ok := o.GetAnnotations()[kubevirt.NestMachineAnnotation]; ok {
+		// Labels are shortened for long names; the annotation carries the full namespace/name.
+		if nn, err := parseNamespacedName(full); err == nil {
+			return []reconcile.Request{{NamespacedName: nn}}
+		}
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+func (r *NestMachineReconciler) infraClusterToNestMachines(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &infrav1.NestMachineList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{nestMachineInfraIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the NestMachines of an InfraCluster", "infraCluster", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// machineScope is what one reconcile of a NestMachine works with.
+type machineScope struct {
+	nm          *infrav1.NestMachine
+	machine     *clusterv1.Machine
+	cluster     *clusterv1.Cluster
+	infraName   string
+	infraObj    *infrav1.InfraCluster
+	conn        *infra.Connection
+	namespace   string
+	nestCluster *infrav1.NestCluster
+}
+
+// Reconcile brings one NestMachine to its desired state.
+func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	log := ctrl.LoggerFrom(ctx)
+	nm := &infrav1.NestMachine{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nm); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	machine, err := util.GetOwnerMachine(ctx, r.Client, nm.ObjectMeta)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("getting the owner Machine of NestMachine %s: %w", klog.KObj(nm), err)
+	}
+	if machine == nil {
+		if !nm.DeletionTimestamp.IsZero() && nm.Status.Remote == nil {
+			// Never got a Machine and never made anything: nothing to clean up.
+			return ctrl.Result{}, r.removeFinalizer(ctx, nm)
+		}
+		log.Info("Waiting for the Machine controller to set the owner reference on the NestMachine")
+		return ctrl.Result{}, nil
+	}
+	log = log.WithValues("Machine", klog.KObj(machine))
+	cluster, err := util.GetClusterFromMetadata(ctx, r.Client, machine.ObjectMeta)
+	if err != nil {
+		log.Info("Waiting for the Machine's Cluster", "reason", err.Error())
+		return ctrl.Result{}, nil
+	}
+	log = log.WithValues("Cluster", klog.KObj(cluster))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if isPaused, requeue, err := paused.EnsurePausedCondition(ctx, r.Client, cluster, nm); err != nil || isPaused || requeue {
+		return ctrl.Result{}, err
+	}
+	helper, err := patch.NewHelper(nm, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		summarizeMachine(nm)
+		if err := helper.Patch(ctx, nm, patch.WithOwnedConditions{Conditions: []string{
+			infrav1.VMProvisionedCondition, infrav1.BootstrapReadyCondition, infrav1.LiveMigratableCondition,
+			infrav1.HostClaimedCondition, infrav1.HostProvisionedCondition, infrav1.ReadyCondition, clusterv1.PausedCondition,
+		}}); err != nil && !apierrors.IsNotFound(err) {
+			reterr = errors.Join(reterr, fmt.Errorf("patching NestMachine %s: %w", klog.KObj(nm), err))
+		}
+	}()
+
+	s := &machineScope{nm: nm, machine: machine, cluster: cluster}
+	if !nm.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	if controllerutil.AddFinalizer(nm, infrav1.NestMachineFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	return r.reconcileNormal(ctx, s)
+}
+
+func (r *NestMachineReconciler) reconcileNormal(ctx context.Context, s *machineScope) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	nm := s.nm
+	provisionedCondition := infrav1.VMProvisionedCondition
+	if nm.Spec.BareMetal != nil {
+		provisionedCondition = infrav1.HostProvisionedCondition
+	}
+	if !ptr.Deref(s.cluster.Status.Initialization.InfrastructureProvisioned, false) {
+		log.Info("Waiting for the Cluster's infrastructure (NestCluster) to be provisioned")
+		setWaiting(nm, provisionedCondition, infrav1.WaitingForClusterInfrastructureReason, "waiting for the Cluster's NestCluster to be provisioned")
+		return ctrl.Result{}, nil
+	}
+	if err := r.resolveInfra(ctx, s); err != nil {
+		var w *waitError
+		if errors.As(err, &w) {
+			log.Info("Waiting: "+w.message, "reason", w.reason)
+			setWaiting(nm, provisionedCondition, w.reason, w.message)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if nm.Spec.KubeVirt != nil {
+		return r.reconcileVM(ctx, s)
+	}
+	return r.reconcileHost(ctx, s)
+}
+
+// waitError is a reason to wait that is reported, not retried with backoff: an event brings the
+// NestMachine back.
+type waitError struct{ reason, message string }
+
+func (e *waitError) Error() string { return e.message }
+
+// resolveInfra finds the Infra cluster the machine goes to and its connection.
+func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScope) error {
+	nc := &infrav1.NestCluster{}
+	ref := s.cluster.Spec.InfrastructureRef
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.cluster.Namespace, Name: ref.Name}, nc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &waitError{infrav1.WaitingForClusterInfrastructureReason, fmt.Sprintf("NestCluster %s not found", ref.Name)}
+		}
+		return err
+	}
+	s.nestCluster = nc
+	switch {
+	case s.nm.Status.FailureDomain != "":
+		// Once placed, a machine stays where it landed.
+		s.infraName = s.nm.Status.FailureDomain
+	case s.machine.Spec.FailureDomain != "":
+		s.infraName = s.machine.Spec.FailureDomain
+	case len(nc.Spec.InfraClusters) == 1:
+		s.infraName = nc.Spec.InfraClusters[0].Name
+	default:
+		return &waitError{infrav1.WaitingForFailureDomainReason,
+			fmt.Sprintf("the Machine has no spec.failureDomain and NestCluster %s lists %d Infra clusters: set the failure domain (KubeadmControlPlane and MachineDeployment do)", nc.Name, len(nc.Spec.InfraClusters))}
+	}
+	if !listsInfra(nc, s.infraName) {
+		return &waitError{infrav1.WaitingForFailureDomainReason, fmt.Sprintf("failure domain %q is not one of NestCluster %s's Infra clusters", s.infraName, nc.Name)}
+	}
+	s.nm.Status.FailureDomain = s.infraName
+	ic := &infrav1.InfraCluster{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.infraName}, ic); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &waitError{infrav1.InfraClusterUnavailableReason, fmt.Sprintf("InfraCluster %s does not exist", s.infraName)}
+		}
+		return err
+	}
+	s.infraObj = ic
+	s.namespace = infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, s.cluster.Namespace, s.cluster.Name)
+	conn, err := r.Registry.Get(s.infraName)
+	if err != nil {
+		return &waitError{infrav1.InfraClusterUnavailableReason, fmt.Sprintf("Infra cluster %s is not reachable: %s", s.infraName, conditions.GetMessage(ic, infrav1.ReadyCondition))}
+	}
+	s.conn = conn
+	return ensureTenantNamespace(ctx, conn, s.namespace, s.cluster, nc)
+}
+
+func listsInfra(nc *infrav1.NestCluster, name string) bool {
+	for _, u := range nc.Spec.InfraClusters {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func setWaiting(nm *infrav1.NestMachine, condType, reason, message string) {
+	conditions.Set(nm, metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: reason, Message: message})
+}
+
+// bootstrapData reads the Machine's bootstrap Secret: its data and format.
+func (r *NestMachineReconciler) bootstrapData(ctx context.Context, s *machineScope) ([]byte, string, error) {
+	name := ptr.Deref(s.machine.Spec.Bootstrap.DataSecretName, "")
+	if name == "" {
+		return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, "waiting for the bootstrap provider to write the Machine's bootstrap data secret"}
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.machine.Namespace, Name: name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("bootstrap data secret %s not found", name)}
+		}
+		return nil, "", fmt.Errorf("reading bootstrap data secret %s: %w", name, err)
+	}
+	data, ok := secret.Data["value"]
+	if !ok {
+		return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("bootstrap data secret %s has no key \"value\"", name)}
+	}
+	format := string(secret.Data["format"])
+	if format == "" {
+		format = "cloud-config"
+	}
+	return data, format, nil
+}
+
+func (r *NestMachineReconciler) removeFinalizer(ctx context.Context, nm *infrav1.NestMachine) error {
+	before := nm.DeepCopy()
+	if !controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Client.Patch(ctx, nm, client.MergeFrom(before)))
+}
+
+// releaseOrWait decides what a delete does while the machine's Infra cluster is unreachable: wait
+// up to the InfraCluster's grace period, then record the remote object as an orphan (the sweeper
+// deletes it when the Infra cluster returns) and release the NestMachine.
+func (r *NestMachineReconciler) releaseOrWait(ctx context.Context, s *machineScope, orphan infrav1.OrphanedObject) (ctrl.Result, bool, error) {
+	ic := &infrav1.InfraCluster{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.infraName}, ic); err != nil {
+		if apierrors.IsNotFound(err) {
+			// The Infra cluster was unregistered: nothing can reach its objects any more.
+			return ctrl.Result{}, true, nil
+		}
+		return ctrl.Result{}, false, err
+	}
+	grace := time.Duration(ptr.Deref(ic.Spec.OrphanGracePeriodSeconds, 300)) * time.Second
+	left := grace - time.Since(s.nm.DeletionTimestamp.Time)
+	if left > 0 {
+		msg := fmt.Sprintf("Infra cluster %s is unreachable: waiting up to %s for it before releasing the machine", s.infraName, left.Round(time.Second))
+		ctrl.LoggerFrom(ctx).Info(msg)
+		conditions.Set(s.nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterUnavailableReason, Message: msg})
+		return ctrl.Result{RequeueAfter: left}, false, nil
+	}
+	orphan.NestMachine = s.nm.Namespace + "/" + s.nm.Name
+	orphan.Since = metav1.Now()
+	if err := recordOrphan(ctx, r.Client, ic, orphan); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("recording orphan %s %s/%s on InfraCluster %s: %w", orphan.Kind, orphan.Namespace, orphan.Name, ic.Name, err)
+	}
+	r.Recorder.Eventf(s.nm, corev1.EventTypeWarning, infrav1.OrphanedReason,
+		"Infra cluster %s unreachable for %s: released; %s %s/%s will be swept when it returns", s.infraName, grace, orphan.Kind, orphan.Namespace, orphan.Name)
+	return ctrl.Result{}, true, nil
+}
+
+func (r *NestMachineReconciler) reconcileDelete(ctx context.Context, s *machineScope) (ctrl.Result, error) {
+	nm := s.nm
+	nm.Status.Phase = infrav1.NestMachinePhaseDeleting
+	conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.DeletingReason})
+	if nm.Status.Remote == nil {
+		controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
+		return ctrl.Result{}, nil
+	}
+	s.infraName = nm.Status.Remote.InfraCluster
+	s.namespace = nm.Status.Remote.Namespace
+	conn, err := r.Registry.Get(s.infraName)
+	if err != nil {
+		res, release, err := r.releaseOrWait(ctx, s, infrav1.OrphanedObject{Kind: nm.Status.Remote.Kind, Namespace: nm.Status.Remote.Namespace, Name: nm.Status.Remote.Name})
+		if release {
+			controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
+		}
+		return res, err
+	}
+	s.conn = conn
+	var done bool
+	if nm.Status.Remote.Kind == "VirtualMachine" {
+		done, err = deleteVM(ctx, s)
+	} else {
+		done, err = r.deleteHost(ctx, s)
+	}
+	if err != nil || !done {
+		return ctrl.Result{}, err
+	}
+	ctrl.LoggerFrom(ctx).Info("Remote objects gone: releasing the NestMachine")
+	controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
+	return ctrl.Result{}, nil
+}
+
+// summarizeMachine sets phase and Ready from the other conditions.
+func summarizeMachine(nm *infrav1.NestMachine) {
+	if !nm.DeletionTimestamp.IsZero() {
+		return
+	}
+	provisioned := infrav1.VMProvisionedCondition
+	if nm.Spec.BareMetal != nil {
+		provisioned = infrav1.HostProvisionedCondition
+	}
+	c := conditions.Get(nm, provisioned)
+	switch {
+	case c != nil && c.Status == metav1.ConditionTrue:
+		nm.Status.Phase = infrav1.NestMachinePhaseRunning
+		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: c.Reason})
+	case c == nil:
+		nm.Status.Phase = infrav1.NestMachinePhasePending
+		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "Pending"})
+	default:
+		nm.Status.Phase = infrav1.NestMachinePhasePending
+		if nm.Status.Remote != nil {
+			nm.Status.Phase = infrav1.NestMachinePhaseProvisioning
+		}
+		if c.Reason == infrav1.HostErrorReason || c.Reason == infrav1.VMPatchFailedReason {
+			nm.Status.Phase = infrav1.NestMachinePhaseFailed
+		}
+		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
+	}
+}

@@ -1,0 +1,301 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+)
+
+// ProviderID is the providerID of a machine: nest://<infra-cluster>/<namespace>/<name>, unique across
+// every Infra cluster.
+func ProviderID(infraCluster, namespace, name string) string {
+	return fmt.Sprintf("nest://%s/%s/%s", infraCluster, namespace, name)
+}
+
+func parseNamespacedName(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" {
+		return types.NamespacedName{}, fmt.Errorf("%q is not <namespace>/<name>", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+// reconcileVM creates the VirtualMachine and its bootstrap Secret, reconciles drift, and reports
+// what the VM, its instance and DataVolumes say. Progress arrives as watch events from the Infra
+// cluster's cache: nothing here polls.
+func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	nm := s.nm
+	c := s.conn.Client()
+	vmName := kubevirt.VMName(nm)
+	in := kubevirt.Input{
+		NestMachine: nm, Machine: s.machine, ClusterName: s.cluster.Name, NestClusterName: s.nestCluster.Name,
+		Namespace: s.namespace, SchedulerName: s.infraObj.Spec.SchedulerName, BootstrapSecretName: kubevirt.BootstrapSecretName(vmName),
+	}
+	key := client.ObjectKey{Namespace: s.namespace, Name: vmName}
+
+	vm := &kubevirtv1.VirtualMachine{}
+	err := c.Get(ctx, key, vm)
+	switch {
+	case apierrors.IsNotFound(err):
+		created, res, err := r.createVM(ctx, s, in)
+		if err != nil || created == nil {
+			return res, err
+		}
+		vm = created
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
+	default:
+		if err := reconcileVMDrift(ctx, s, in, vm); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: "VirtualMachine", Namespace: s.namespace, Name: vmName}
+	if nm.Spec.ProviderID == "" {
+		nm.Spec.ProviderID = ProviderID(s.infraName, s.namespace, vmName)
+	}
+
+	secret := &corev1.Secret{}
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: in.BootstrapSecretName}, secret); {
+	case err == nil:
+		conditions.Set(nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+	case apierrors.IsNotFound(err) && !ptr.Deref(nm.Status.Initialization.Provisioned, false):
+		// Created the VM but not its Secret (a restart in between): make it now.
+		if err := r.createBootstrapSecret(ctx, s, in, vm); err != nil {
+			return ctrl.Result{}, err
+		}
+	case err != nil && !apierrors.IsNotFound(err):
+		return ctrl.Result{}, err
+	}
+
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	if err := c.Get(ctx, key, vmi); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		vmi = nil
+	}
+	dvs := &cdiv1beta1.DataVolumeList{}
+	if s.conn.Serves(cdiv1beta1.SchemeGroupVersion.Group) {
+		if err := c.List(ctx, dvs, client.InNamespace(s.namespace), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	st := kubevirt.ReadStatus(vm, vmi, dvs.Items)
+	lm := st.LiveMigratable
+	lm.Type, lm.ObservedGeneration = infrav1.LiveMigratableCondition, nm.Generation
+	conditions.Set(nm, lm)
+	if st.Provisioned {
+		nm.Status.Initialization.Provisioned = ptr.To(true)
+		nm.Status.Addresses = st.Addresses
+		conditions.Set(nm, metav1.Condition{Type: infrav1.VMProvisionedCondition, Status: metav1.ConditionTrue, Reason: st.Reason, Message: st.Message})
+		r.setTenantNodeProviderID(ctx, s, vmName)
+		return ctrl.Result{}, nil
+	}
+	if len(st.Addresses) > 0 {
+		nm.Status.Addresses = st.Addresses
+	}
+	conditions.Set(nm, metav1.Condition{Type: infrav1.VMProvisionedCondition, Status: metav1.ConditionFalse, Reason: st.Reason, Message: st.Message})
+	log.V(4).Info("VM not running yet", "reason", st.Reason, "message", st.Message)
+	return ctrl.Result{}, nil
+}
+
+// createVM renders and creates the VM and its bootstrap Secret. It returns nil (and no error) when
+// it has to wait: the condition says for what.
+func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, in kubevirt.Input) (*kubevirtv1.VirtualMachine, ctrl.Result, error) {
+	nm := s.nm
+	data, format, err := r.bootstrapData(ctx, s)
+	if err != nil {
+		var w *waitError
+		if errors.As(err, &w) {
+			ctrl.LoggerFrom(ctx).Info("Waiting: " + w.message)
+			setWaiting(nm, infrav1.BootstrapReadyCondition, w.reason, w.message)
+			setWaiting(nm, infrav1.VMProvisionedCondition, w.reason, w.message)
+			return nil, ctrl.Result{}, nil
+		}
+		return nil, ctrl.Result{}, err
+	}
+	in.BootstrapFormat = format
+	desired, err := kubevirt.RenderVM(in)
+	if err != nil {
+		var pe *kubevirt.PatchError
+		if errors.As(err, &pe) {
+			// A bad patch is the user's to fix; retrying would not help.
+			setWaiting(nm, infrav1.VMProvisionedCondition, infrav1.VMPatchFailedReason, err.Error())
+			return nil, ctrl.Result{}, nil
+		}
+		return nil, ctrl.Result{}, fmt.Errorf("rendering the VirtualMachine: %w", err)
+	}
+	c := s.conn.Client()
+	if err := c.Create(ctx, desired); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, ctrl.Result{}, fmt.Errorf("creating VirtualMachine %s/%s in Infra cluster %s: %w", desired.Namespace, desired.Name, s.infraName, err)
+		}
+		// Our cache had not seen it yet (for example after a restart): use the real one.
+		if err := s.conn.Uncached.Get(ctx, client.ObjectKeyFromObject(desired), desired); err != nil {
+			return nil, ctrl.Result{}, err
+		}
+	} else {
+		ctrl.LoggerFrom(ctx).Info("Created the VirtualMachine", "infraCluster", s.infraName, "vm", client.ObjectKeyFromObject(desired).String())
+	}
+	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: "VirtualMachine", Namespace: desired.Namespace, Name: desired.Name}
+	if err := r.createBootstrapSecretWithData(ctx, s, in, desired, data); err != nil {
+		return nil, ctrl.Result{}, err
+	}
+	return desired, ctrl.Result{}, nil
+}
+
+func (r *NestMachineReconciler) createBootstrapSecret(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine) error {
+	data, _, err := r.bootstrapData(ctx, s)
+	if err != nil {
+		return err
+	}
+	return r.createBootstrapSecretWithData(ctx, s, in, vm, data)
+}
+
+// createBootstrapSecretWithData puts the bootstrap data next to the VM, owned by it so it goes with it.
+func (r *NestMachineReconciler) createBootstrapSecretWithData(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine, data []byte) error {
+	secret := kubevirt.RenderBootstrapSecret(in, data, nil)
+	if err := kubevirt.SetOwner(secret, vm); err != nil {
+		return err
+	}
+	if err := s.conn.Client().Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the bootstrap Secret %s/%s in Infra cluster %s: %w", secret.Namespace, secret.Name, s.infraName, err)
+	}
+	conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+	return nil
+}
+
+// reconcileVMDrift brings the fields that may change on an existing VM back to what is rendered.
+func reconcileVMDrift(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine) error {
+	if !vm.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	desired, err := kubevirt.RenderVM(in)
+	if err != nil {
+		var pe *kubevirt.PatchError
+		if errors.As(err, &pe) {
+			setWaiting(s.nm, infrav1.VMProvisionedCondition, infrav1.VMPatchFailedReason, err.Error())
+			return nil
+		}
+		return fmt.Errorf("rendering the VirtualMachine: %w", err)
+	}
+	updated, changed := kubevirt.MutableDrift(desired, vm)
+	if !changed {
+		return nil
+	}
+	if err := s.conn.Client().Update(ctx, updated); err != nil {
+		return fmt.Errorf("correcting drift of VirtualMachine %s/%s in Infra cluster %s: %w", vm.Namespace, vm.Name, s.infraName, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Corrected drift of the VirtualMachine", "vm", client.ObjectKeyFromObject(vm).String())
+	*vm = *updated
+	return nil
+}
+
+// deleteVM deletes the VM (its instance and DataVolumes go with it) and the bootstrap Secret, and
+// reports whether all of them are gone.
+func deleteVM(ctx context.Context, s *machineScope) (bool, error) {
+	c := s.conn.Client()
+	remote := s.nm.Status.Remote
+	key := client.ObjectKey{Namespace: remote.Namespace, Name: remote.Name}
+	vm := &kubevirtv1.VirtualMachine{}
+	err := c.Get(ctx, key, vm)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	vmGone := apierrors.IsNotFound(err)
+	if !vmGone && vm.DeletionTimestamp.IsZero() {
+		if err := c.Delete(ctx, vm); err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("deleting VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("Deleted the VirtualMachine", "vm", key.String())
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: remote.Namespace, Name: kubevirt.BootstrapSecretName(remote.Name)}}
+	if err := c.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("deleting the bootstrap Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+	}
+	if !vmGone {
+		return false, nil
+	}
+	if err := c.Get(ctx, key, &kubevirtv1.VirtualMachineInstance{}); !apierrors.IsNotFound(err) {
+		return false, client.IgnoreNotFound(err)
+	}
+	if s.conn.Serves(cdiv1beta1.SchemeGroupVersion.Group) {
+		dvs := &cdiv1beta1.DataVolumeList{}
+		if err := c.List(ctx, dvs, client.InNamespace(remote.Namespace), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(s.nm.UID)}); err != nil {
+			return false, err
+		}
+		if len(dvs.Items) > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// setTenantNodeProviderID sets the providerID of the tenant Node of the machine when no cloud provider
+// did, through CAPI's ClusterCache. A tenant cluster that is not reachable yet is not an error: the
+// ClusterCache's connect event and the Node watch bring the machine back.
+func (r *NestMachineReconciler) setTenantNodeProviderID(ctx context.Context, s *machineScope, nodeName string) {
+	if r.ClusterCache == nil {
+		return
+	}
+	clusterKey := client.ObjectKeyFromObject(s.cluster)
+	if err := r.ClusterCache.Watch(ctx, clusterKey, clustercache.NewWatcher(clustercache.WatcherOptions{
+		Name:         "nestmachine-nodes",
+		Watcher:      r.controller,
+		Kind:         &corev1.Node{},
+		EventHandler: handler.EnqueueRequestsFromMapFunc(r.nodeToNestMachine(s.cluster.Namespace)),
+	})); err != nil {
+		ctrl.LoggerFrom(ctx).V(4).Info("Tenant cluster not reachable yet: the Node's providerID will be set later", "reason", err.Error())
+		return
+	}
+	tenant, err := r.ClusterCache.GetClient(ctx, clusterKey)
+	if err != nil {
+		return
+	}
+	node := &corev1.Node{}
+	if err := tenant.Get(ctx, client.ObjectKey{Name: nodeName}, node); err != nil || node.Spec.ProviderID != "" {
+		return
+	}
+	before := node.DeepCopy()
+	node.Spec.ProviderID = s.nm.Spec.ProviderID
+	if err := tenant.Patch(ctx, node, client.MergeFrom(before)); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Setting the tenant Node's providerID", "node", nodeName)
+		return
+	}
+	ctrl.LoggerFrom(ctx).Info("Set the tenant Node's providerID", "node", nodeName, "providerID", s.nm.Spec.ProviderID)
+}
+
+// nodeToNestMachine maps a tenant Node to the NestMachine whose VM it is (the VM name is the guest's
+// hostname, so the Node's name).
+func (r *NestMachineReconciler) nodeToNestMachine(namespace string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &infrav1.NestMachineList{}
+		if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{nestMachineRemoteNameIndex: o.GetName()}); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
+}
