@@ -45,8 +45,9 @@ verify: generate ## Fail when generated files are stale, gofmt differs or go vet
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager into bin/manager.
+build: ## Build the manager into bin/manager and nest-scheduler into bin/nest-scheduler.
 	go build -o $(BIN)/manager .
+	$(MAKE) -C scheduler-plugin build
 
 ##@ Test
 
@@ -65,6 +66,17 @@ $(ENVTEST_ASSETS)/etcd: hack/envtest/etcd/go.mod hack/envtest/etcd/go.sum hack/e
 .PHONY: test
 test: verify envtest-assets ## Run every test: verify, unit and envtest suites, the scheduler plugin.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) -C scheduler-plugin test
+
+.PHONY: test-scheduler
+test-scheduler: envtest-assets ## Run the scheduler plugin's tests (unit and integration).
+	$(MAKE) -C scheduler-plugin test
+
+##@ Benchmarks
+
+.PHONY: bench-scheduler
+bench-scheduler: ## Packing and throughput of nest-scheduler against the stock profiles (BENCH lines).
+	$(MAKE) -C scheduler-plugin bench
 
 .PHONY: test-unit
 test-unit: ## Run the tests without verify (needs envtest-assets).

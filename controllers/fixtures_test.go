@@ -9,6 +9,8 @@ import (
 
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -104,4 +106,72 @@ func tenantNamespace(nc *infrav1.NestCluster) string {
 func get(g Gomega, obj client.Object) client.Object {
 	g.Expect(mgmt.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 	return obj
+}
+
+// markInfrastructureProvisioned does what CAPI's Cluster controller does once the NestCluster is
+// provisioned (no CAPI controller runs in this suite).
+func markInfrastructureProvisioned(t *testing.T, cluster *clusterv1.Cluster) {
+	t.Helper()
+	g := NewWithT(t)
+	g.Expect(mgmt.Get(context.Background(), client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
+	cluster.Status.Initialization.InfrastructureProvisioned = ptr.To(true)
+	g.Expect(mgmt.Status().Update(context.Background(), cluster)).To(Succeed())
+}
+
+// machineOpts describe a tenant machine for newMachine.
+type machineOpts struct {
+	failureDomain string
+	controlPlane  bool
+	format        string // bootstrap format; "" = cloud-config
+	spec          infrav1.NestMachineSpec
+}
+
+// newMachine creates what CAPI would for one machine: the bootstrap Secret, the Machine (with its
+// failure domain) and the NestMachine owned by it.
+func newMachine(t *testing.T, cluster *clusterv1.Cluster, o machineOpts) (*clusterv1.Machine, *infrav1.NestMachine) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	name := uniqueName(cluster.Name + "-m")
+	labels := map[string]string{clusterv1.ClusterNameLabel: cluster.Name}
+	if o.controlPlane {
+		labels[clusterv1.MachineControlPlaneLabel] = ""
+	}
+	format := o.format
+	if format == "" {
+		format = "cloud-config"
+	}
+	g.Expect(mgmt.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name + "-bootstrap"},
+		Data:       map[string][]byte{"value": []byte("#cloud-config\nhostname: " + name + "\n"), "format": []byte(format)},
+	})).To(Succeed())
+	machine := &clusterv1.Machine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name, Labels: labels},
+		Spec: clusterv1.MachineSpec{
+			ClusterName:       cluster.Name,
+			FailureDomain:     o.failureDomain,
+			Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To(name + "-bootstrap")},
+			InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: name},
+		},
+	}
+	g.Expect(mgmt.Create(ctx, machine)).To(Succeed())
+	nm := &infrav1.NestMachine{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: cluster.Namespace, Name: name, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: clusterv1.GroupVersion.String(), Kind: "Machine", Name: name, UID: machine.UID}},
+		},
+		Spec: o.spec,
+	}
+	g.Expect(mgmt.Create(ctx, nm)).To(Succeed())
+	return machine, nm
+}
+
+// vmSpec is a small VM booting from a container disk.
+func vmSpec() infrav1.NestMachineSpec {
+	mem := resource.MustParse("2Gi")
+	return infrav1.NestMachineSpec{KubeVirt: &infrav1.KubeVirtMachineSpec{
+		CPU:       &infrav1.CPU{Cores: 2},
+		Memory:    &mem,
+		BootImage: infrav1.BootImage{ContainerDisk: &infrav1.ContainerDiskSource{Image: "quay.io/containerdisks/fedora:42"}},
+	}}
 }

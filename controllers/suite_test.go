@@ -14,6 +14,8 @@ import (
 
 	"github.com/nestcapi/cluster-api-provider-nest/internal/manager"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
+	kvsim "github.com/nestcapi/cluster-api-provider-nest/test/sim/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/nodes"
 )
 
 const providerNamespace = "nest-system"
@@ -21,45 +23,67 @@ const providerNamespace = "nest-system"
 var (
 	topo *envtest.Topology
 	mgmt client.Client
+	// stopManager stops the running manager and waits for it; startManager starts a new one. Tests
+	// that restart the manager use them; the others share the one TestMain starts.
+	stopManager func()
 )
 
-// TestMain starts one management and three Infra API servers and the provider's manager, shared by
-// every test of the package.
+// TestMain starts one management and three Infra API servers, a KubeVirt simulator with four fake
+// nodes on each Infra cluster, and the provider's manager, shared by every test of the package.
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
 	var err error
 	topo, err = envtest.StartTopology(3, envtest.Options{CRDs: envtest.Management})
+	exitOn(err)
+	mgmt = topo.Management.Client
+	ctx, cancel := context.WithCancel(context.Background())
+	exitOn(mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: providerNamespace}}))
+	for i, infra := range topo.Infras {
+		_, err := nodes.Create(ctx, infra.Client, nodes.Options{Prefix: fmt.Sprintf("infra%d-node", i), Count: 4, KubeVirt: true})
+		exitOn(err)
+		_, err = kvsim.Run(ctx, infra.Config, kvsim.Options{ID: uint8(i + 1), SelfSchedule: true})
+		exitOn(err)
+	}
+	exitOn(startManager(ctx))
+
+	code := m.Run()
+	stopManager()
+	cancel()
+	if err := topo.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+func exitOn(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mgmt = topo.Management.Client
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := mgmt.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: providerNamespace}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+}
+
+// startManager starts the provider's manager against the management API server.
+func startManager(ctx context.Context) error {
 	opts := manager.DefaultOptions()
 	opts.Manager.DiagnosticsAddress = "0"
 	opts.Manager.InsecureDiagnostics = true
 	opts.HealthAddr = "0"
 	opts.WebhookPort = 0
 	opts.ProviderNamespace = providerNamespace
-	mgr, err := manager.New(ctx, topo.Management.Config, envtest.Scheme(), opts)
+	opts.InProcessRestart = true
+	mgrCtx, cancel := context.WithCancel(ctx)
+	mgr, err := manager.New(mgrCtx, topo.Management.Config, envtest.Scheme(), opts)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		cancel()
+		return err
 	}
 	done := make(chan error)
-	go func() { done <- mgr.Start(ctx) }()
-
-	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
+	go func() { done <- mgr.Start(mgrCtx) }()
+	stopManager = func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
 	}
-	if err := topo.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	return nil
 }

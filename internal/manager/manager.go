@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -46,6 +47,7 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 			DefaultNamespaces: watchNamespaces,
 			SyncPeriod:        &o.SyncPeriod,
 		},
+		Controller: config.Controller{SkipNameValidation: &o.InProcessRestart},
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Bootstrap Secrets are read once per machine; caching them would keep every Secret and
 			// ConfigMap of the management cluster in memory.

@@ -42,6 +42,9 @@ type Options struct {
 	InfraAPIBurst int
 	// ProviderNamespace holds the kubeconfig Secrets of InfraClusters.
 	ProviderNamespace string
+	// InProcessRestart allows a second manager in the same process (tests, the sandbox): controller
+	// names are otherwise unique per process.
+	InProcessRestart bool
 }
 
 // DefaultOptions are the defaults of the flags.

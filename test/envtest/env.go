@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -132,10 +136,49 @@ func (e *Environment) Stop() error {
 	return errors.Join(e.env.Stop(), os.RemoveAll(e.certDir))
 }
 
-// StopAPIServer stops only the API server, keeping etcd and its data: the cluster becomes unreachable
-// the way a lost Infra cluster does. StartAPIServer brings it back at the same address.
+// StopAPIServer kills only the API server, keeping etcd and its data: the cluster becomes
+// unreachable the way a lost Infra cluster does (a crash, not a graceful shutdown, which would also
+// wait for every watch to drain). StartAPIServer brings it back at the same address.
 func (e *Environment) StopAPIServer() error {
-	return e.env.ControlPlane.APIServer.Stop()
+	pid, err := findProcess("kube-apiserver", "--cert-dir="+e.certDir)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing the test API server (pid %d): %w", pid, err)
+	}
+	// envtest reaps its child; wait until it has, so the port is free for StartAPIServer.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("the test API server (pid %d) did not exit after SIGKILL", pid)
+}
+
+// findProcess returns the pid of the process whose command line holds name and arg.
+func findProcess(name, arg string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("listing processes: %w", err)
+	}
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 0 && strings.HasSuffix(args[0], name) && slices.Contains(args, arg) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no running %s with %s", name, arg)
 }
 
 // StartAPIServer starts the API server stopped by StopAPIServer again.

@@ -1,0 +1,225 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/controllers"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
+)
+
+// provisionedTenant is a tenant over the three shared Infra clusters whose infrastructure CAPI
+// would consider provisioned.
+func provisionedTenant(t *testing.T) (*clusterv1.Cluster, *infrav1.NestCluster) {
+	t.Helper()
+	ensureThreeInfras(t)
+	cluster, nc := newTenant(t, threeInfras...)
+	markInfrastructureProvisioned(t, cluster)
+	return cluster, nc
+}
+
+func waitProvisioned(t *testing.T, nm *infrav1.NestMachine) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		get(g, nm)
+		g.Expect(ptr.Deref(nm.Status.Initialization.Provisioned, false)).To(BeTrue(),
+			"VMProvisioned: %s", conditions.GetMessage(nm, infrav1.VMProvisionedCondition))
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+func infraEnv(name string) *envtest.Environment {
+	for i, n := range threeInfras {
+		if n == name {
+			return topo.Infras[i]
+		}
+	}
+	panic("unknown infra " + name)
+}
+
+// withBootDelay makes the simulator hold the VM before it runs, through the JSON-patch escape hatch.
+func withBootDelay(spec infrav1.NestMachineSpec, d string) infrav1.NestMachineSpec {
+	spec.KubeVirt.VMPatches = append(spec.KubeVirt.VMPatches, infrav1.JSONPatch{
+		Op: "add", Path: "/metadata/annotations/sim.nest.dev~1boot-delay", Value: &apiextensionsv1.JSON{Raw: []byte(`"` + d + `"`)},
+	})
+	return spec
+}
+
+func TestVMMachinesProvisionInTheirFailureDomain(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	cpMachine, cp := newMachine(t, cluster, machineOpts{failureDomain: "infra-b", controlPlane: true, spec: vmSpec()})
+	_, worker := newMachine(t, cluster, machineOpts{failureDomain: "infra-c", spec: vmSpec()})
+	waitProvisioned(t, cp)
+	waitProvisioned(t, worker)
+
+	ns := tenantNamespace(nc)
+	for _, tc := range []struct {
+		nm    *infrav1.NestMachine
+		infra string
+	}{{cp, "infra-b"}, {worker, "infra-c"}} {
+		vmName := kubevirt.VMName(tc.nm)
+		g.Expect(tc.nm.Spec.ProviderID).To(Equal(controllers.ProviderID(tc.infra, ns, vmName)))
+		g.Expect(tc.nm.Status.FailureDomain).To(Equal(tc.infra))
+		g.Expect(tc.nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning))
+		g.Expect(tc.nm.Status.Addresses).To(ContainElement(HaveField("Type", clusterv1.MachineInternalIP)))
+		g.Expect(conditions.IsTrue(tc.nm, infrav1.BootstrapReadyCondition)).To(BeTrue())
+		g.Expect(conditions.IsTrue(tc.nm, infrav1.ReadyCondition)).To(BeTrue())
+		vm := &kubevirtv1.VirtualMachine{}
+		g.Expect(infraEnv(tc.infra).Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: vmName}, vm)).To(Succeed(), "the VM is in %s", tc.infra)
+	}
+
+	// The VM stored by the Infra API server equals what was rendered: its schema pruned nothing.
+	vm := &kubevirtv1.VirtualMachine{}
+	g.Expect(infraEnv("infra-b").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(cp)}, vm)).To(Succeed())
+	rendered, err := kubevirt.RenderVM(kubevirt.Input{NestMachine: cp, Machine: cpMachine, ClusterName: cluster.Name, NestClusterName: nc.Name,
+		Namespace: ns, BootstrapSecretName: kubevirt.BootstrapSecretName(vm.Name), BootstrapFormat: kubevirt.FormatCloudConfig})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(equality.Semantic.DeepEqual(rendered.Spec, vm.Spec)).To(BeTrue(), "stored VM spec differs from the rendered one")
+	g.Expect(vm.Spec.Template.ObjectMeta.Labels).To(HaveKeyWithValue(kubevirt.RoleLabel, kubevirt.RoleControlPlane))
+	g.Expect(vm.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution).NotTo(BeEmpty(),
+		"control-plane VMs of a tenant repel each other on an Infra node")
+
+	secret := &corev1.Secret{}
+	g.Expect(infraEnv("infra-b").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.BootstrapSecretName(vm.Name)}, secret)).To(Succeed())
+	g.Expect(secret.Data).To(HaveKey(kubevirt.UserDataKey))
+	g.Expect(secret.OwnerReferences).To(ContainElement(HaveField("UID", vm.UID)), "the bootstrap Secret is owned by the VM")
+}
+
+func TestIgnitionUsesAConfigDriveAndTheSecretGoesWithTheVM(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", format: "ignition", spec: vmSpec()})
+	waitProvisioned(t, nm)
+
+	ns, name := tenantNamespace(nc), kubevirt.VMName(nm)
+	c := infraEnv("infra-a").Client
+	vm := &kubevirtv1.VirtualMachine{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, vm)).To(Succeed())
+	var configDrive, noCloud bool
+	for _, v := range vm.Spec.Template.Spec.Volumes {
+		configDrive = configDrive || v.CloudInitConfigDrive != nil
+		noCloud = noCloud || v.CloudInitNoCloud != nil
+	}
+	g.Expect(configDrive).To(BeTrue(), "ignition is read from a config drive")
+	g.Expect(noCloud).To(BeFalse())
+
+	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "NestMachine released")
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	expectNothingLeft(t, c, ns, nm)
+}
+
+// expectNothingLeft checks no VM, instance, DataVolume or Secret of the NestMachine is left.
+func expectNothingLeft(t *testing.T, c client.Client, ns string, nm *infrav1.NestMachine) {
+	t.Helper()
+	g := NewWithT(t)
+	owned := []client.ListOption{client.InNamespace(ns), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)}}
+	for _, l := range []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{}, &cdiv1beta1.DataVolumeList{}, &corev1.SecretList{}} {
+		g.Expect(c.List(context.Background(), l, owned...)).To(Succeed())
+		g.Expect(l).To(HaveField("Items", BeEmpty()), "%T left behind", l)
+	}
+}
+
+func TestManagerRestartMidProvisioningCreatesNoSecondVM(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", spec: withBootDelay(vmSpec(), "3s")})
+	ns := tenantNamespace(nc)
+	c := infraEnv("infra-a").Client
+	g.Eventually(func(g Gomega) {
+		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})).To(Succeed())
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the VM is created")
+	g.Expect(ptr.Deref(get(g, nm).(*infrav1.NestMachine).Status.Initialization.Provisioned, false)).To(BeFalse(), "still booting")
+
+	stopManager()
+	g.Expect(startManager(ctx)).To(Succeed())
+	waitProvisioned(t, nm)
+	vms := &kubevirtv1.VirtualMachineList{}
+	g.Expect(c.List(ctx, vms, client.InNamespace(ns), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)})).To(Succeed())
+	g.Expect(vms.Items).To(HaveLen(1), "one VM per NestMachine, across restarts")
+}
+
+func TestDeletingDuringProvisioningLeaksNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-b", spec: withBootDelay(vmSpec(), "30s")})
+	ns := tenantNamespace(nc)
+	c := infraEnv("infra-b").Client
+	g.Eventually(func(g Gomega) {
+		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachineInstance{})).To(Succeed())
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the VM is booting")
+
+	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "NestMachine released")
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	expectNothingLeft(t, c, ns, nm)
+	pods := &corev1.PodList{}
+	g.Expect(c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)})).To(Succeed())
+	g.Expect(pods.Items).To(BeEmpty(), "launcher pod left behind")
+}
+
+// TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn registers a second
+// InfraCluster on the third Infra API server with a 2 s grace period, loses it during a delete, and
+// brings it back.
+func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	ic := registerInfraCluster(t, "infra-z", topo.Infras[2], &infrav1.AllowedNamespaces{})
+	before := ic.DeepCopy()
+	ic.Spec.OrphanGracePeriodSeconds = ptr.To[int32](2)
+	g.Expect(mgmt.Patch(ctx, ic, client.MergeFrom(before))).To(Succeed())
+	cluster, nc := newTenant(t, "infra-z")
+	markInfrastructureProvisioned(t, cluster)
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-z", spec: vmSpec()})
+	waitProvisioned(t, nm)
+	ns, vmName := tenantNamespace(nc), kubevirt.VMName(nm)
+
+	g.Expect(topo.Infras[2].StopAPIServer()).To(Succeed())
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = topo.Infras[2].StartAPIServer()
+		}
+	})
+	g.Eventually(func(g Gomega) {
+		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
+	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "released after the grace period")
+		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(ContainElement(And(
+			HaveField("Kind", "VirtualMachine"), HaveField("Namespace", ns), HaveField("Name", vmName))))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	g.Expect(topo.Infras[2].StartAPIServer()).To(Succeed())
+	stopped = false
+	g.Eventually(func(g Gomega) {
+		err := topo.Infras[2].Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: vmName}, &kubevirtv1.VirtualMachine{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the sweeper deletes the orphaned VM, got %v", err)
+		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(BeEmpty())
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	expectNothingLeft(t, topo.Infras[2].Client, ns, nm)
+}

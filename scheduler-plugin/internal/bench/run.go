@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/scheduler"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	"k8s.io/kubernetes/pkg/scheduler/profile"
+)
+
+// Result is what one run measured.
+type Result struct {
+	// NodesUsed counts the nodes that run at least one VM at the end.
+	NodesUsed int
+	// LowerBound is LowerBound of the VMs alive at the end.
+	LowerBound int
+	// Pending counts the VMs the scheduler could not place.
+	Pending int
+	// PodsPerSecond is scheduling attempts divided by the time spent scheduling and binding them.
+	PodsPerSecond float64
+}
+
+// Ratio is NodesUsed over LowerBound.
+func (r Result) Ratio() float64 {
+	return float64(r.NodesUsed) / float64(r.LowerBound)
+}
+
+// Run schedules w with the single profile prof on nodes and returns the outcome.
+//
+// It is the real scheduler built by scheduler.New: its queue, cache, snapshot, framework with
+// every plugin of the profile, opportunistic batching and binding cycle. What it leaves out is
+// the API server: nodes and pods go straight into the scheduler's cache and queue (what its
+// informer handlers would do), and bindings land in a fake clientset. The figures are the
+// scheduler's own cost, which is what differs between profiles.
+func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node, w Workload) (Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	logger := klog.FromContext(ctx)
+
+	client := fake.NewClientset()
+	bindings := &bindingLog{nodeOf: map[string]string{}}
+	client.PrependReactor("create", "pods", bindings.react)
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	defer broadcaster.Shutdown()
+	sched, err := scheduler.New(ctx, client, scheduler.NewInformerFactory(client, 0, nil), nil,
+		profile.NewRecorderFactory(broadcaster),
+		scheduler.WithProfiles(prof),
+		scheduler.WithFrameworkOutOfTreeRegistry(registry),
+	)
+	if err != nil {
+		return Result{}, fmt.Errorf("creating scheduler: %w", err)
+	}
+	for _, n := range nodes {
+		sched.Cache.AddNode(logger, n)
+	}
+
+	r := rand.New(rand.NewPCG(w.Seed, 3))
+	var alive []*v1.Pod
+	var attempts int
+	var busy time.Duration
+	for _, step := range w.Steps {
+		if step.DeleteFraction > 0 {
+			r.Shuffle(len(alive), func(i, j int) { alive[i], alive[j] = alive[j], alive[i] })
+			n := int(float64(len(alive)) * step.DeleteFraction)
+			for _, p := range alive[:n] {
+				if err := deletePod(logger, sched, bindings, p); err != nil {
+					return Result{}, err
+				}
+			}
+			alive = alive[n:]
+		}
+		if len(step.Create) == 0 {
+			continue
+		}
+		pods := make([]*v1.Pod, len(step.Create))
+		for i, it := range step.Create {
+			pods[i] = VMPod(fmt.Sprintf("%s-%05d", w.Name, attempts+i), prof.SchedulerName, it)
+			sched.SchedulingQueue.Add(ctx, pods[i])
+		}
+		start := time.Now()
+		for range pods {
+			sched.ScheduleOne(ctx)
+		}
+		attempts += len(pods)
+		if err := waitForBindings(ctx, sched, bindings, pods); err != nil {
+			return Result{}, err
+		}
+		busy += time.Since(start)
+		alive = append(alive, pods...)
+	}
+
+	res := Result{PodsPerSecond: float64(attempts) / busy.Seconds()}
+	used := map[string]bool{}
+	var placed []*v1.Pod
+	for _, p := range alive {
+		if node := bindings.node(p.Name); node != "" {
+			used[node] = true
+			placed = append(placed, p)
+		} else {
+			res.Pending++
+		}
+	}
+	res.NodesUsed = len(used)
+	res.LowerBound = LowerBound(placed, nodes[0].Status.Allocatable)
+	return res, nil
+}
+
+// deletePod removes a bound VM from the scheduler's cache, as its informer handler would on a
+// Delete event.
+func deletePod(logger klog.Logger, sched *scheduler.Scheduler, bindings *bindingLog, pod *v1.Pod) error {
+	node := bindings.node(pod.Name)
+	if node == "" {
+		return nil
+	}
+	bound := pod.DeepCopy()
+	bound.Spec.NodeName = node
+	if err := sched.Cache.RemovePod(logger, bound); err != nil {
+		return fmt.Errorf("removing %s from the scheduler cache: %w", pod.Name, err)
+	}
+	bindings.forget(pod.Name)
+	return nil
+}
+
+// waitForBindings waits until every pod the scheduler placed is bound. ScheduleOne returns once
+// a pod is assumed in the cache; its binding cycle runs on in a goroutine. A pod that failed to
+// schedule is not in the cache and is not waited for.
+func waitForBindings(ctx context.Context, sched *scheduler.Scheduler, bindings *bindingLog, pods []*v1.Pod) error {
+	err := wait.PollUntilContextTimeout(ctx, time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		for _, p := range pods {
+			if bindings.node(p.Name) != "" {
+				continue
+			}
+			if assumed, _ := sched.Cache.IsAssumedPod(p); assumed {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the scheduler to bind the VMs it placed: %w", err)
+	}
+	return nil
+}
+
+// bindingLog records the bindings the scheduler posts to the fake clientset.
+type bindingLog struct {
+	mu     sync.Mutex
+	nodeOf map[string]string
+}
+
+func (b *bindingLog) react(action clienttesting.Action) (bool, runtime.Object, error) {
+	if action.GetSubresource() != "binding" {
+		return false, nil, nil
+	}
+	binding := action.(clienttesting.CreateAction).GetObject().(*v1.Binding)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nodeOf[binding.Name] = binding.Target.Name
+	return true, binding, nil
+}
+
+func (b *bindingLog) node(pod string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nodeOf[pod]
+}
+
+func (b *bindingLog) forget(pod string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.nodeOf, pod)
+}

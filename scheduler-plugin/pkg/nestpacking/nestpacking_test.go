@@ -1,0 +1,388 @@
+package nestpacking
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2/ktesting"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/backend/cache"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
+	st "k8s.io/kubernetes/pkg/scheduler/testing"
+)
+
+const extendedGPU = "nvidia.com/gpu"
+
+func node(name, cpu, memory string) *v1.Node {
+	return st.MakeNode().Name(name).Capacity(map[v1.ResourceName]string{v1.ResourceCPU: cpu, v1.ResourceMemory: memory}).Obj()
+}
+
+// vm is a virt-launcher pod with the given requests.
+func vm(name, nodeName, cpu, memory string) *st.PodWrapper {
+	return st.MakePod().Namespace("tenant-a").Name(name).Node(nodeName).
+		Label(DefaultVMLabelKey, DefaultVMLabelValue).
+		Req(map[v1.ResourceName]string{v1.ResourceCPU: cpu, v1.ResourceMemory: memory})
+}
+
+// controlPlane is a control-plane VM of cluster in namespace.
+func controlPlane(namespace, cluster, name, nodeName string) *v1.Pod {
+	return vm(name, nodeName, "1", "1Gi").Namespace(namespace).
+		Label(DefaultClusterNameLabelKey, cluster).Label(DefaultRoleLabelKey, DefaultControlPlaneRoleValue).Obj()
+}
+
+// newPlugin builds the plugin with default args behind a framework whose snapshot holds pods and
+// nodes, the way the scheduler hands it out.
+func newPlugin(ctx context.Context, t *testing.T, pods []*v1.Pod, nodes []*v1.Node) (*NestPacking, *cache.Snapshot) {
+	t.Helper()
+	snapshot := cache.NewSnapshot(pods, nodes)
+	fh, err := frameworkruntime.NewFramework(ctx, nil, nil, frameworkruntime.WithSnapshotSharedLister(snapshot))
+	if err != nil {
+		t.Fatalf("creating framework: %v", err)
+	}
+	p, err := New(ctx, nil, fh)
+	if err != nil {
+		t.Fatalf("creating plugin: %v", err)
+	}
+	return p.(*NestPacking), snapshot
+}
+
+// scoreNodes runs PreScore, Score and NormalizeScore for pod over every node of the snapshot.
+func scoreNodes(ctx context.Context, t *testing.T, pl *NestPacking, snapshot *cache.Snapshot, pod *v1.Pod) map[string]int64 {
+	t.Helper()
+	nodeInfos, err := snapshot.NodeInfos().List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := framework.NewCycleState()
+	if s := pl.PreScore(ctx, state, pod, nodeInfos); !s.IsSuccess() {
+		t.Fatalf("PreScore: %v", s)
+	}
+	var scores fwk.NodeScoreList
+	for _, ni := range nodeInfos {
+		score, s := pl.Score(ctx, state, pod, ni)
+		if !s.IsSuccess() {
+			t.Fatalf("Score(%s): %v", ni.Node().Name, s)
+		}
+		scores = append(scores, fwk.NodeScore{Name: ni.Node().Name, Score: score})
+	}
+	if s := pl.ScoreExtensions().NormalizeScore(ctx, state, pod, scores); !s.IsSuccess() {
+		t.Fatalf("NormalizeScore: %v", s)
+	}
+	out := map[string]int64{}
+	for _, s := range scores {
+		out[s.Name] = s.Score
+	}
+	return out
+}
+
+func TestScore(t *testing.T) {
+	tests := []struct {
+		name     string
+		pod      *v1.Pod
+		nodes    []*v1.Node
+		existing []*v1.Pod
+		want     map[string]int64
+	}{
+		{
+			name:  "the fullest node that runs VMs wins; empty nodes stay empty",
+			pod:   vm("new", "", "2", "8Gi").Obj(),
+			nodes: []*v1.Node{node("empty", "32", "128Gi"), node("half", "32", "128Gi"), node("nine-sixteenths", "32", "128Gi")},
+			existing: []*v1.Pod{
+				vm("h", "half", "16", "64Gi").Obj(),
+				vm("n", "nine-sixteenths", "18", "72Gi").Obj(),
+			},
+			// Free after placement: .4375 and .375 of both resources, 625 raw points apart.
+			want: map[string]int64{"empty": 0, "half": 69, "nine-sixteenths": 100},
+		},
+		{
+			name:  "a node with only non-VM pods is not preferred over an empty one for being used",
+			pod:   vm("new", "", "2", "8Gi").Obj(),
+			nodes: []*v1.Node{node("empty", "32", "128Gi"), node("daemons", "32", "128Gi")},
+			existing: []*v1.Pod{
+				st.MakePod().Namespace("kube-system").Name("agent").Node("daemons").Req(map[v1.ResourceName]string{v1.ResourceCPU: "1", v1.ResourceMemory: "4Gi"}).Obj(),
+			},
+			// Only packing quality separates them (3% of a node): a VM host would have won by far.
+			want: map[string]int64{"empty": 85, "daemons": 100},
+		},
+		{
+			name:  "the node whose free shape matches the pod wins over one that is fuller in the mean",
+			pod:   vm("new", "", "8", "8Gi").Obj(), // CPU-heavy
+			nodes: []*v1.Node{node("cpu-left", "32", "128Gi"), node("memory-left", "32", "128Gi")},
+			existing: []*v1.Pod{
+				vm("a", "cpu-left", "8", "88Gi").Obj(),     // free before: cpu .75, memory .3125
+				vm("b", "memory-left", "24", "32Gi").Obj(), // free before: cpu .25, memory .75
+			},
+			// MostAllocated picks memory-left (mean free .34 against .375), which fills its CPU
+			// and strands 88Gi of memory; cpu-left ends with .5 and .25 free.
+			want: map[string]int64{"cpu-left": 100, "memory-left": 29},
+		},
+		{
+			name: "an extended resource the pod asks for is packed on too",
+			pod: st.MakePod().Namespace("tenant-a").Name("gpu-vm").Label(DefaultVMLabelKey, DefaultVMLabelValue).
+				Req(map[v1.ResourceName]string{v1.ResourceCPU: "4", v1.ResourceMemory: "16Gi", extendedGPU: "1"}).Obj(),
+			nodes: []*v1.Node{
+				st.MakeNode().Name("gpus-used").Capacity(map[v1.ResourceName]string{v1.ResourceCPU: "32", v1.ResourceMemory: "128Gi", extendedGPU: "4"}).Obj(),
+				st.MakeNode().Name("gpus-free").Capacity(map[v1.ResourceName]string{v1.ResourceCPU: "32", v1.ResourceMemory: "128Gi", extendedGPU: "4"}).Obj(),
+			},
+			existing: []*v1.Pod{
+				st.MakePod().Namespace("tenant-a").Name("g").Node("gpus-used").Label(DefaultVMLabelKey, DefaultVMLabelValue).
+					Req(map[v1.ResourceName]string{v1.ResourceCPU: "4", v1.ResourceMemory: "16Gi", extendedGPU: "2"}).Obj(),
+				vm("plain", "gpus-free", "4", "16Gi").Obj(),
+			},
+			// Same CPU and memory use; gpus-used ends with one GPU free instead of three.
+			want: map[string]int64{"gpus-used": 100, "gpus-free": 84},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ctx := ktesting.NewTestContext(t)
+			pl, snapshot := newPlugin(ctx, t, tt.existing, tt.nodes)
+			got := scoreNodes(ctx, t, pl, snapshot, tt.pod)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("scores (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFilterSpreadsControlPlanes(t *testing.T) {
+	nodes := []*v1.Node{
+		node("same-tenant", "32", "128Gi"),
+		node("other-namespace", "32", "128Gi"),
+		node("same-tenant-worker", "32", "128Gi"),
+		node("empty", "32", "128Gi"),
+	}
+	existing := []*v1.Pod{
+		controlPlane("tenant-a", "prod", "cp-0", "same-tenant"),
+		controlPlane("tenant-b", "prod", "cp-0", "other-namespace"),
+		vm("worker", "same-tenant-worker", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Label(DefaultRoleLabelKey, "worker").Obj(),
+	}
+	tests := []struct {
+		name          string
+		pod           *v1.Pod
+		wantPreFilter fwk.Code
+		want          map[string]fwk.Code
+	}{
+		{
+			name:          "a control-plane VM avoids only the node with one of its own cluster",
+			pod:           controlPlane("tenant-a", "prod", "cp-1", ""),
+			wantPreFilter: fwk.Success,
+			want: map[string]fwk.Code{
+				"same-tenant":        fwk.Unschedulable,
+				"other-namespace":    fwk.Success,
+				"same-tenant-worker": fwk.Success,
+				"empty":              fwk.Success,
+			},
+		},
+		{
+			name:          "a worker VM skips the filter",
+			pod:           vm("worker-2", "", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Label(DefaultRoleLabelKey, "worker").Obj(),
+			wantPreFilter: fwk.Skip,
+		},
+		{
+			name:          "a VM of no cluster skips the filter",
+			pod:           vm("plain", "", "1", "1Gi").Label(DefaultRoleLabelKey, DefaultControlPlaneRoleValue).Obj(),
+			wantPreFilter: fwk.Skip,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ctx := ktesting.NewTestContext(t)
+			pl, snapshot := newPlugin(ctx, t, existing, nodes)
+			nodeInfos, err := snapshot.NodeInfos().List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := framework.NewCycleState()
+			_, s := pl.PreFilter(ctx, state, tt.pod, nodeInfos)
+			if s.Code() != tt.wantPreFilter {
+				t.Fatalf("PreFilter code = %v, want %v (%v)", s.Code(), tt.wantPreFilter, s)
+			}
+			got := map[string]fwk.Code{}
+			for _, ni := range nodeInfos {
+				if tt.want == nil {
+					break
+				}
+				s := pl.Filter(ctx, state, tt.pod, ni)
+				got[ni.Node().Name] = s.Code()
+				if s.Code() == fwk.Unschedulable && s.Message() != errReasonControlPlaneSpread {
+					t.Errorf("Filter(%s) reason = %q, want %q", ni.Node().Name, s.Message(), errReasonControlPlaneSpread)
+				}
+			}
+			if tt.want != nil {
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("Filter codes (-want,+got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestPreFilterExtensions covers what preemption and nominated pods rely on: pods added or
+// removed hypothetically change what Filter decides, on a cloned state only.
+func TestPreFilterExtensions(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	nodes := []*v1.Node{node("n1", "32", "128Gi")}
+	existing := []*v1.Pod{controlPlane("tenant-a", "prod", "cp-0", "n1")}
+	pl, snapshot := newPlugin(ctx, t, existing, nodes)
+	ni, err := snapshot.Get("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := controlPlane("tenant-a", "prod", "cp-1", "")
+	state := framework.NewCycleState()
+	if _, s := pl.PreFilter(ctx, state, pod, []fwk.NodeInfo{ni}); !s.IsSuccess() {
+		t.Fatalf("PreFilter: %v", s)
+	}
+
+	withoutExisting := state.Clone()
+	if s := pl.PreFilterExtensions().RemovePod(ctx, withoutExisting, pod, mustPodInfo(t, existing[0]), ni); !s.IsSuccess() {
+		t.Fatalf("RemovePod: %v", s)
+	}
+	if s := pl.Filter(ctx, withoutExisting, pod, ni); !s.IsSuccess() {
+		t.Errorf("after removing the tenant's control-plane VM, Filter = %v, want success", s)
+	}
+	if s := pl.Filter(ctx, state, pod, ni); s.Code() != fwk.Unschedulable {
+		t.Errorf("RemovePod on a clone changed the original state: Filter = %v", s)
+	}
+
+	otherTenant := controlPlane("tenant-b", "prod", "cp-0", "n1")
+	if s := pl.PreFilterExtensions().AddPod(ctx, withoutExisting, pod, mustPodInfo(t, otherTenant), ni); !s.IsSuccess() {
+		t.Fatalf("AddPod: %v", s)
+	}
+	if s := pl.Filter(ctx, withoutExisting, pod, ni); !s.IsSuccess() {
+		t.Errorf("adding another tenant's control-plane VM made Filter = %v, want success", s)
+	}
+	if s := pl.PreFilterExtensions().AddPod(ctx, withoutExisting, pod, mustPodInfo(t, existing[0]), ni); !s.IsSuccess() {
+		t.Fatalf("AddPod: %v", s)
+	}
+	if s := pl.Filter(ctx, withoutExisting, pod, ni); s.Code() != fwk.Unschedulable {
+		t.Errorf("adding the tenant's control-plane VM back made Filter = %v, want Unschedulable", s)
+	}
+}
+
+func mustPodInfo(t *testing.T, pod *v1.Pod) fwk.PodInfo {
+	t.Helper()
+	pi, err := framework.NewPodInfo(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pi
+}
+
+func TestQueueingHints(t *testing.T) {
+	rejected := controlPlane("tenant-a", "prod", "cp-1", "")
+	sameTenant := controlPlane("tenant-a", "prod", "cp-0", "n1")
+	relabelled := sameTenant.DeepCopy()
+	relabelled.Labels[DefaultRoleLabelKey] = "worker"
+	otherTenant := controlPlane("tenant-a", "staging", "cp-0", "n1")
+	worker := vm("w", "n1", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Obj()
+
+	tests := []struct {
+		name     string
+		event    fwk.ActionType
+		old, new *v1.Pod
+		want     fwk.QueueingHint
+	}{
+		{name: "the tenant's control-plane VM deleted", event: fwk.Delete, old: sameTenant, want: fwk.Queue},
+		{name: "another cluster's control-plane VM deleted", event: fwk.Delete, old: otherTenant, want: fwk.QueueSkip},
+		{name: "a worker of the same cluster deleted", event: fwk.Delete, old: worker, want: fwk.QueueSkip},
+		{name: "the tenant's control-plane VM relabelled away", event: fwk.UpdatePodLabel, old: sameTenant, new: relabelled, want: fwk.Queue},
+		{name: "the tenant's control-plane VM relabelled but still one", event: fwk.UpdatePodLabel, old: sameTenant, new: sameTenant, want: fwk.QueueSkip},
+		{name: "a worker relabelled", event: fwk.UpdatePodLabel, old: worker, new: relabelled, want: fwk.QueueSkip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logger, ctx := ktesting.NewTestContext(t)
+			pl, _ := newPlugin(ctx, t, nil, nil)
+			events, err := pl.EventsToRegister(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hint fwk.QueueingHintFn
+			for _, e := range events {
+				if e.Event.Resource == fwk.AssignedPod && e.Event.ActionType == tt.event {
+					hint = e.QueueingHintFn
+				}
+			}
+			if hint == nil {
+				t.Fatalf("no queueing hint registered for AssignedPod %v", tt.event)
+			}
+			var oldObj, newObj interface{}
+			if tt.old != nil {
+				oldObj = tt.old
+			}
+			if tt.new != nil {
+				newObj = tt.new
+			}
+			got, err := hint(logger, rejected, oldObj, newObj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("hint = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSignPod(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	pl, _ := newPlugin(ctx, t, nil, nil)
+	sign := func(pod *v1.Pod) []fwk.SignFragment {
+		fragments, s := pl.SignPod(ctx, pod)
+		if !s.IsSuccess() {
+			t.Fatalf("SignPod(%s): %v", pod.Name, s)
+		}
+		return fragments
+	}
+	a := sign(vm("a", "", "2", "8Gi").Obj())
+	if diff := cmp.Diff(a, sign(vm("b", "", "2", "8Gi").Label("vm.kubevirt.io/name", "b").Obj())); diff != "" {
+		t.Errorf("VMs that differ only in name and unrelated labels sign differently:\n%s", diff)
+	}
+	if cmp.Equal(a, sign(vm("c", "", "2", "16Gi").Obj())) {
+		t.Error("VMs with different requests sign alike")
+	}
+	if cmp.Equal(sign(controlPlane("tenant-a", "prod", "cp-0", "")), sign(controlPlane("tenant-a", "staging", "cp-0", ""))) {
+		t.Error("control-plane VMs of different clusters sign alike")
+	}
+}
+
+func TestNewArgs(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    runtime.Object
+		wantErr string
+	}{
+		{name: "no args: defaults", args: nil},
+		{name: "JSON args", args: &runtime.Unknown{Raw: []byte(`{"resources":[{"name":"cpu","weight":2},{"name":"memory"}]}`), ContentType: runtime.ContentTypeJSON}},
+		{name: "YAML args", args: &runtime.Unknown{Raw: []byte("vmLabelKey: example.com/vm\n"), ContentType: runtime.ContentTypeYAML}},
+		{
+			name:    "invalid args are rejected with their path",
+			args:    &runtime.Unknown{Raw: []byte(`{"resources":[{"name":"cpu","weight":101}]}`), ContentType: runtime.ContentTypeJSON},
+			wantErr: "invalid NestPacking args: args.resources[0].weight: Invalid value: 101: must be in the range [1, 100]",
+		},
+		{
+			name:    "args of another type are rejected",
+			args:    &v1.Pod{},
+			wantErr: "decoding NestPacking args: want args of type runtime.Unknown, got *v1.Pod",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ctx := ktesting.NewTestContext(t)
+			_, err := New(ctx, tt.args, nil)
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if gotErr != tt.wantErr {
+				t.Errorf("New() error = %q, want %q", gotErr, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,289 @@
+package kubevirt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+)
+
+// Cache index names.
+const (
+	indexOwnerUID = "sim.ownerUID"
+	indexIP       = "sim.ip"
+)
+
+// Simulator plays virt-controller, virt-handler, CDI, the garbage collector and (optionally) the
+// scheduler for one Infra API server.
+type Simulator struct {
+	opts      Options
+	client    client.Client
+	apiReader client.Reader
+
+	// vmStatus and vmiStatus say whether VirtualMachine and VirtualMachineInstance have a status
+	// subresource on this API server.
+	vmStatus, vmiStatus bool
+
+	sched  *scheduler
+	ipam   *ipam
+	clock  *clock
+	hooked sync.Map // VMI UID → struct{}: OnRunning was called
+
+	handle *runner.Handle
+}
+
+// New returns a simulator; wire it with SetupWithManager or use Run.
+func New(opts Options) (*Simulator, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Simulator{opts: opts, clock: newClock()}
+	s.ipam = newIPAM(opts.ID, s.ipInUse)
+	if opts.SelfSchedule {
+		s.sched = newScheduler(s)
+	}
+	return s, nil
+}
+
+// Run starts a simulator with its own manager against the API server of cfg, returns once its caches
+// have synced, and stops when ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Simulator, error) {
+	s, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := runner.NewManager(cfg, s.CacheOptions())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetupWithManager(ctx, mgr); err != nil {
+		return nil, err
+	}
+	s.handle, err = runner.Start(ctx, mgr, s.watched())
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Done is closed when a simulator started by Run has stopped.
+func (s *Simulator) Done() <-chan struct{} {
+	if s.handle == nil {
+		return nil
+	}
+	return s.handle.Done()
+}
+
+// Err is the error a simulator started by Run stopped with.
+func (s *Simulator) Err() error {
+	if s.handle == nil {
+		return nil
+	}
+	return s.handle.Err()
+}
+
+// CacheOptions are the cache options SetupWithManager expects of a manager: launcher pods only, unless
+// the simulator schedules (then every pod counts against node capacity), in Options.Namespaces.
+func (s *Simulator) CacheOptions() cache.Options {
+	o := cache.Options{}
+	if len(s.opts.Namespaces) > 0 {
+		o.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range s.opts.Namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	if !s.opts.SelfSchedule {
+		o.ByObject = map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{kubevirtv1.AppLabel: LauncherLabelValue})},
+		}
+	}
+	return o
+}
+
+// watched lists the kinds the simulator caches, so Run can wait for them.
+func (s *Simulator) watched() []client.Object {
+	objs := []client.Object{
+		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}, &cdiv1beta1.DataVolume{},
+		&corev1.Pod{}, secretMetadata(),
+	}
+	if s.opts.SelfSchedule {
+		objs = append(objs, &corev1.Node{})
+	}
+	return objs
+}
+
+// SetupWithManager registers the simulator's indexes and controllers with mgr. The manager's scheme must
+// hold the built-in kinds, KubeVirt's and CDI's, and its cache must follow CacheOptions. One KubeVirt
+// simulator per manager.
+func (s *Simulator) SetupWithManager(ctx context.Context, mgr manager.Manager) error {
+	s.client = mgr.GetClient()
+	s.apiReader = mgr.GetAPIReader()
+	var err error
+	if s.vmStatus, err = runner.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachines"); err != nil {
+		return err
+	}
+	if s.vmiStatus, err = runner.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachineinstances"); err != nil {
+		return err
+	}
+	if _, err := runner.HasStatusSubresource(mgr.GetConfig(), cdiv1beta1.SchemeGroupVersion.String(), "datavolumes"); err != nil {
+		return err
+	}
+	if err := s.setupIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	for _, setup := range []func(manager.Manager) error{
+		s.setupVMController, s.setupVMIController, s.setupDataVolumeController, s.setupGarbageCollector,
+	} {
+		if err := setup(mgr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Simulator) setupIndexes(ctx context.Context, mgr manager.Manager) error {
+	indexer := mgr.GetFieldIndexer()
+	ownerUIDs := func(o client.Object) []string {
+		refs := o.GetOwnerReferences()
+		uids := make([]string, 0, len(refs))
+		for _, r := range refs {
+			uids = append(uids, string(r.UID))
+		}
+		return uids
+	}
+	for _, obj := range dependentKinds() {
+		if err := indexer.IndexField(ctx, obj.newObject(), indexOwnerUID, ownerUIDs); err != nil {
+			return fmt.Errorf("indexing %s by owner: %w", obj.kind, err)
+		}
+	}
+	if err := indexer.IndexField(ctx, &corev1.Pod{}, indexIP, func(o client.Object) []string {
+		var ips []string
+		for _, ip := range o.(*corev1.Pod).Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		return ips
+	}); err != nil {
+		return fmt.Errorf("indexing pods by IP: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &kubevirtv1.VirtualMachineInstance{}, indexIP, func(o client.Object) []string {
+		var ips []string
+		for _, iface := range o.(*kubevirtv1.VirtualMachineInstance).Status.Interfaces {
+			ips = append(ips, iface.IPs...)
+		}
+		return ips
+	}); err != nil {
+		return fmt.Errorf("indexing VMIs by IP: %w", err)
+	}
+	return nil
+}
+
+// patch sends what changed from orig to upd as a JSON merge patch (carrying orig's resourceVersion when
+// lock) to the object or one of its subresources, and reads back only the object's metadata: the
+// simulator acts on watch events, and decoding every response in full would cost it most of its CPU.
+func (s *Simulator) patch(ctx context.Context, orig, upd client.Object, subresource string, lock bool) error {
+	var p client.Patch = client.MergeFrom(orig)
+	if lock {
+		p = client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+	}
+	data, err := p.Data(upd)
+	if err != nil {
+		return fmt.Errorf("computing a patch: %w", err)
+	}
+	if string(data) == "{}" {
+		return nil
+	}
+	gvk, err := s.client.GroupVersionKindFor(orig)
+	if err != nil {
+		return err
+	}
+	target := &metav1.PartialObjectMetadata{}
+	target.SetGroupVersionKind(gvk)
+	target.SetNamespace(orig.GetNamespace())
+	target.SetName(orig.GetName())
+	raw := client.RawPatch(types.MergePatchType, data)
+	if subresource == "" {
+		return s.client.Patch(ctx, target, raw)
+	}
+	return s.client.SubResource(subresource).Patch(ctx, target, raw)
+}
+
+// ipInUse reports whether a pod or VMI in the cache already has ip, so that a restarted simulator does
+// not hand out an address twice.
+func (s *Simulator) ipInUse(ctx context.Context, ip string) (bool, error) {
+	pods := &corev1.PodList{}
+	if err := s.client.List(ctx, pods, client.MatchingFields{indexIP: ip}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	if len(pods.Items) > 0 {
+		return true, nil
+	}
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	if err := s.client.List(ctx, vmis, client.MatchingFields{indexIP: ip}, client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	return len(vmis.Items) > 0, nil
+}
+
+// clock remembers when the simulator first saw an object reach a stage, to time delays without
+// sub-second timestamps in the API (metav1.Time has second precision) and without sleeping.
+type clock struct {
+	mu   sync.Mutex
+	seen map[types.UID]map[string]time.Time
+}
+
+func newClock() *clock { return &clock{seen: map[types.UID]map[string]time.Time{}} }
+
+// since is the time since uid was first seen at stage (zero the first time).
+func (c *clock) since(uid types.UID, stage string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stages, ok := c.seen[uid]
+	if !ok {
+		stages = map[string]time.Time{}
+		c.seen[uid] = stages
+	}
+	t, ok := stages[stage]
+	if !ok {
+		t = time.Now()
+		stages[stage] = t
+	}
+	return time.Since(t)
+}
+
+// forget drops what is known about uid.
+func (c *clock) forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.seen, uid)
+}
+
+// remaining is how long to wait before delay has passed since uid reached stage; 0 when it has.
+func (c *clock) remaining(uid types.UID, stage string, delay time.Duration) time.Duration {
+	if delay <= 0 {
+		return 0
+	}
+	if left := delay - c.since(uid, stage); left > 0 {
+		return left
+	}
+	return 0
+}
+
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
