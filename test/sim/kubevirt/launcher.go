@@ -263,7 +263,7 @@ func LauncherPod(vmi *kubevirtv1.VirtualMachineInstance, image string) *corev1.P
 			Namespace: vmi.Namespace,
 			Labels:    labels,
 			Annotations: map[string]string{
-				kubevirtv1.DomainAnnotation:                vmi.Name,
+				kubevirtv1.DomainAnnotation:               vmi.Name,
 				"kubectl.kubernetes.io/default-container": ComputeContainer,
 			},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vmi, kubevirtv1.VirtualMachineInstanceGroupVersionKind)},

@@ -112,8 +112,8 @@ func build(name string, labels map[string]string, capacity, allocatable corev1.R
 		kubelet = DefaultKubeletVersion
 	}
 	all := map[string]string{
-		corev1.LabelHostname: name,
-		corev1.LabelOSStable: "linux",
+		corev1.LabelHostname:   name,
+		corev1.LabelOSStable:   "linux",
 		corev1.LabelArchStable: "amd64",
 	}
 	for k, v := range labels {
