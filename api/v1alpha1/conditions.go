@@ -24,4 +24,6 @@ func (m *NestMachine) SetConditions(conditions []metav1.Condition) { m.Status.Co
 func (t *NestMachineTemplate) GetConditions() []metav1.Condition { return t.Status.Conditions }
 
 // SetConditions sets the conditions of the NestMachineTemplate (CAPI conditions.Setter).
-func (t *NestMachineTemplate) SetConditions(conditions []metav1.Condition) { t.Status.Conditions = conditions }
+func (t *NestMachineTemplate) SetConditions(conditions []metav1.Condition) {
+	t.Status.Conditions = conditions
+}
