@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,6 +92,7 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		infra.Watch{Object: &kubevirtv1.VirtualMachineInstance{}, Map: nestMachineOfRemote},
 		infra.Watch{Object: &cdiv1beta1.DataVolume{}, Map: nestMachineOfRemote},
 		infra.Watch{Object: &corev1.Secret{}, Map: nestMachineOfRemote},
+		infra.Watch{Object: &bmov1alpha1.BareMetalHost{}, Map: r.hostToNestMachines},
 	)
 	clusterToMachines, err := util.ClusterToTypedObjectsMapper(mgr.GetClient(), &infrav1.NestMachineList{}, mgr.GetScheme())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
@@ -78,7 +79,8 @@ func itemCount(l client.ObjectList) (int, error) {
 // sweep deletes, in a connected Infra cluster, every object carrying this provider's ownership
 // labels whose owner in the management cluster is gone: VMs (their DataVolumes, instances and
 // bootstrap Secrets go with them), stray Secrets, control-plane Services and, once empty, tenant
-// namespaces. It returns how many objects it deleted.
+// namespaces; and it deprovisions and releases BareMetalHosts claimed by a NestMachine that is gone.
+// It returns how many objects it deleted or released.
 func sweep(ctx context.Context, mgmt client.Reader, conn *infra.Connection) (int, error) {
 	c := conn.Client()
 	managed := client.MatchingLabels{infrav1.ManagedByLabel: infrav1.ManagedByValue}
@@ -101,6 +103,11 @@ func sweep(ctx context.Context, mgmt client.Reader, conn *infra.Connection) (int
 	collect(services, func() []client.Object { return ptrs(services.Items) })
 
 	deleted := 0
+	if conn.Serves(bmov1alpha1.GroupVersion.Group) {
+		released, err := releaseOrphanedHosts(ctx, mgmt, conn)
+		deleted += released
+		errs = append(errs, err)
+	}
 	for _, o := range objs {
 		gone, err := ownerGone(ctx, mgmt, o)
 		if err != nil {
@@ -191,6 +198,12 @@ func remainingOrphans(ctx context.Context, conn *infra.Connection, orphans []inf
 	for _, o := range orphans {
 		var obj client.Object
 		switch o.Kind {
+		case hostKind:
+			// A host is never deleted: it is an orphan until it is released.
+			if hostStillHeld(ctx, conn, o.Namespace, o.Name) {
+				left = append(left, o)
+			}
+			continue
 		case "VirtualMachine":
 			obj = &kubevirtv1.VirtualMachine{}
 		case "Namespace":

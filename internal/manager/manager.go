@@ -19,6 +19,7 @@ import (
 
 	"github.com/nestcapi/cluster-api-provider-nest/controllers"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
 )
 
 // New builds a manager for the management cluster at cfg, with every controller and webhook of the
@@ -63,6 +64,11 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	}
 	if err := setupControllers(ctx, mgr, cfg, o); err != nil {
 		return nil, err
+	}
+	if o.WebhookPort != 0 {
+		if err := webhooks.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("adding the health check: %w", err)

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // stageTransfer is the clock stage "DataVolume transfer started", from which ImportDelay runs.
@@ -83,10 +83,10 @@ func (s *Simulator) setupDataVolumeController(mgr manager.Manager) error {
 		// Fault-injection and delay annotations may live on the VM.
 		Watches(&kubevirtv1.VirtualMachine{}, handler.EnqueueRequestsFromMapFunc(templateDataVolumes),
 			builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
-		Watches(&cdiv1beta1.DataVolume{}, handler.Funcs{DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ queue) {
-			s.clock.forget(e.Object.GetUID())
+		Watches(&cdiv1beta1.DataVolume{}, handler.Funcs{DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ simkit.Queue) {
+			s.clock.Forget(e.Object.GetUID())
 		}}).
-		WithOptions(runner.ControllerOptions(s.opts.Concurrency)).
+		WithOptions(simkit.ControllerOptions(s.opts.Concurrency)).
 		Complete(reconcile.Func(s.reconcileDataVolume))
 }
 
@@ -125,10 +125,10 @@ func (s *Simulator) reconcileDataVolume(ctx context.Context, req reconcile.Reque
 	}
 	if dv.Status.Phase == cdiv1beta1.Failed {
 		// The failure was cleared: CDI retries the transfer from the start.
-		s.clock.forget(dv.UID)
+		s.clock.Forget(dv.UID)
 	}
 	delay := delayFrom(ImportDelayAnnotation, s.opts.ImportDelay, annotated...)
-	phase, progress, next := dataVolumeProgress(transferOf(&dv.Spec), s.clock.since(dv.UID, stageTransfer), delay)
+	phase, progress, next := dataVolumeProgress(transferOf(&dv.Spec), s.clock.Since(dv.UID, stageTransfer), delay)
 	st.Phase, st.Progress = phase, progress
 	switch phase {
 	case cdiv1beta1.Succeeded:
@@ -179,7 +179,7 @@ func (s *Simulator) writeDataVolume(ctx context.Context, orig, upd *cdiv1beta1.D
 	if equality.Semantic.DeepEqual(orig.Status, upd.Status) {
 		return nil
 	}
-	if err := s.patch(ctx, orig, upd, "status", false); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.WriteStatus(ctx, s.client, orig, upd.Status, s.dvStatus); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating the status of DataVolume %s: %w", orig.Name, err)
 	}
 	return nil

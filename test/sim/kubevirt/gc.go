@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // The simulator's garbage collector stands in for kube-controller-manager's, which envtest does not run,
@@ -96,7 +96,7 @@ func (s *Simulator) setupGarbageCollector(mgr manager.Manager) error {
 		for _, o := range ownerKinds() {
 			b = b.Watches(o.newObject(), s.ownerToDependents(d))
 		}
-		if err := b.WithOptions(runner.ControllerOptions(s.opts.Concurrency)).Complete(&gcDependent{s: s, kind: d}); err != nil {
+		if err := b.WithOptions(simkit.ControllerOptions(s.opts.Concurrency)).Complete(&gcDependent{s: s, kind: d}); err != nil {
 			return err
 		}
 	}
@@ -106,7 +106,7 @@ func (s *Simulator) setupGarbageCollector(mgr manager.Manager) error {
 		for _, d := range dependentKinds() {
 			b = b.Watches(d.newObject(), dependentGoneToOwners(o))
 		}
-		if err := b.WithOptions(runner.ControllerOptions(s.opts.Concurrency)).Complete(&gcOwner{s: s, kind: o}); err != nil {
+		if err := b.WithOptions(simkit.ControllerOptions(s.opts.Concurrency)).Complete(&gcOwner{s: s, kind: o}); err != nil {
 			return err
 		}
 	}
@@ -120,7 +120,7 @@ func deletingWithGCFinalizer(o client.Object) bool {
 
 // ownerToDependents maps an owner that is gone, or deleted in the foreground, to its dependents of kind d.
 func (s *Simulator) ownerToDependents(d dependentKind) handler.EventHandler {
-	enqueue := func(ctx context.Context, owner client.Object, q queue) {
+	enqueue := func(ctx context.Context, owner client.Object, q simkit.Queue) {
 		list := d.newList()
 		if err := s.client.List(ctx, list, client.InNamespace(owner.GetNamespace()), client.MatchingFields{indexOwnerUID: string(owner.GetUID())}, client.UnsafeDisableDeepCopy); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Listing dependents", "kind", d.kind)
@@ -131,19 +131,19 @@ func (s *Simulator) ownerToDependents(d dependentKind) handler.EventHandler {
 		})
 	}
 	return handler.Funcs{
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q simkit.Queue) {
 			if controllerutil.ContainsFinalizer(e.ObjectNew, metav1.FinalizerDeleteDependents) && e.ObjectNew.GetDeletionTimestamp() != nil {
 				enqueue(ctx, e.ObjectNew, q)
 			}
 		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) { enqueue(ctx, e.Object, q) },
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q simkit.Queue) { enqueue(ctx, e.Object, q) },
 	}
 }
 
 // dependentGoneToOwners maps the deletion of a dependent to its owners of kind o, which may be waiting
 // for it to remove their foregroundDeletion finalizer.
 func dependentGoneToOwners(o ownerKind) handler.EventHandler {
-	return handler.Funcs{DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
+	return handler.Funcs{DeleteFunc: func(_ context.Context, e event.DeleteEvent, q simkit.Queue) {
 		for _, ref := range e.Object.GetOwnerReferences() {
 			if k, ok := ownerKindOf(ref); ok && k.kind == o.kind {
 				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: ref.Name}})
@@ -265,7 +265,7 @@ func (r *gcDependent) Reconcile(ctx context.Context, req reconcile.Request) (rec
 	case len(gone) > 0:
 		orig := obj.DeepCopyObject().(client.Object)
 		obj.SetOwnerReferences(slices.DeleteFunc(refs, func(ref metav1.OwnerReference) bool { return slices.Contains(gone, ref.UID) }))
-		if err := s.patch(ctx, orig, obj, "", true); err != nil && !apierrors.IsNotFound(err) {
+		if err := simkit.Patch(ctx, s.client, orig, obj, true); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("removing dangling owner references of %s %s: %w", r.kind.kind, req.NamespacedName, err)
 		}
 	}
@@ -302,7 +302,7 @@ func (r *gcOwner) Reconcile(ctx context.Context, req reconcile.Request) (reconci
 			}
 			orig := dep.DeepCopyObject().(client.Object)
 			dep.SetOwnerReferences(slices.DeleteFunc(dep.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == owner.GetUID() }))
-			if err := s.patch(ctx, orig, dep, "", true); err != nil && !apierrors.IsNotFound(err) {
+			if err := simkit.Patch(ctx, s.client, orig, dep, true); err != nil && !apierrors.IsNotFound(err) {
 				return reconcile.Result{}, fmt.Errorf("orphaning %s %s: %w", d.kind, dep.GetName(), err)
 			}
 		}
@@ -313,7 +313,7 @@ func (r *gcOwner) Reconcile(ctx context.Context, req reconcile.Request) (reconci
 	orig := owner.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(owner, metav1.FinalizerDeleteDependents)
 	controllerutil.RemoveFinalizer(owner, metav1.FinalizerOrphanDependents)
-	if err := s.patch(ctx, orig, owner, "", true); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.Patch(ctx, s.client, orig, owner, true); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("removing the garbage collector's finalizer of %s %s: %w", r.kind.kind, req.NamespacedName, err)
 	}
 	return reconcile.Result{}, nil

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Names KubeVirt gives to what it puts on virt-launcher pods and Infra nodes.
@@ -290,4 +291,9 @@ func LauncherPod(vmi *kubevirtv1.VirtualMachineInstance, image string) *corev1.P
 			TerminationGracePeriodSeconds: ptr.To(ptr.Deref(spec.TerminationGracePeriodSeconds, 30) + 15),
 		},
 	}
+}
+
+// isLauncher reports whether a pod is a virt-launcher pod.
+func isLauncher(p client.Object) bool {
+	return p.GetLabels()[kubevirtv1.AppLabel] == LauncherLabelValue
 }

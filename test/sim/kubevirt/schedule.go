@@ -17,6 +17,8 @@ import (
 type NodePods struct {
 	Node *corev1.Node
 	Pods []*corev1.Pod
+	// used is the sum of the pods' requests when the caller has it at hand.
+	used milli
 }
 
 // Scheduling failure reasons, worded like kube-scheduler's.
@@ -208,10 +210,13 @@ func insufficient(pod *corev1.Pod, n NodePods) string {
 	if maxPods, ok := allocatable[corev1.ResourcePods]; ok && int64(len(n.Pods)+1) > maxPods.Value() {
 		return reasonTooManyPods
 	}
-	used := milli{}
-	for _, p := range n.Pods {
-		for k, v := range podMilli(p) {
-			used[k] += v
+	used := n.used
+	if used == nil {
+		used = milli{}
+		for _, p := range n.Pods {
+			for k, v := range podMilli(p) {
+				used[k] += v
+			}
 		}
 	}
 	want := podMilli(pod)

@@ -8,40 +8,89 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
-	kubevirtv1 "kubevirt.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // scheduler is the stand-in kube-scheduler of Options.SelfSchedule: first fit over the cached nodes and
-// pods, one decision at a time, with pods it bound "assumed" on their node until the cache shows them
-// bound (as kube-scheduler's assume cache does), so concurrent decisions never double-book a node.
+// a table of bound pods that the pod informer keeps up to date, one decision at a time. A pod it binds is
+// "assumed" on its node until the informer shows it bound (as kube-scheduler's assume cache does), so
+// concurrent decisions never double-book a node.
 type scheduler struct {
 	s *Simulator
 
 	mu      sync.Mutex
-	assumed map[types.UID]assumedPod
+	pods    map[types.UID]*boundPod
 	pending map[types.NamespacedName]struct{} // VMIs whose launcher pod fits nowhere yet
 }
 
-// assumedPod is a pod bound by the scheduler that the cache may not show bound yet.
-type assumedPod struct {
-	pod *corev1.Pod
-	at  time.Time
+// boundPod is a pod that holds resources on a node.
+type boundPod struct {
+	pod *corev1.Pod // the informer's object (read only), or the scheduler's copy while assumed
+	req milli
+	// assumed is set while the informer has not shown the binding yet; at is when it was bound.
+	assumed bool
+	at      time.Time
 }
 
-// assumeTimeout is how long a bound pod the cache does not know at all stays assumed: pods are bound
-// right after their creation, before the cache has seen them; their deletion events unassume them.
+// assumeTimeout is how long a pod stays assumed without the informer ever showing it bound; after
+// that it is taken to have been deleted before the informer saw it.
 const assumeTimeout = time.Minute
 
 func newScheduler(s *Simulator) *scheduler {
-	return &scheduler{s: s, assumed: map[types.UID]assumedPod{}, pending: map[types.NamespacedName]struct{}{}}
+	return &scheduler{s: s, pods: map[types.UID]*boundPod{}, pending: map[types.NamespacedName]struct{}{}}
+}
+
+// watchPods feeds the pod table from the manager's pod informer.
+func (sc *scheduler) watchPods(ctx context.Context, c cache.Cache) error {
+	inf, err := c.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    sc.observe,
+		UpdateFunc: func(_, obj any) { sc.observe(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				sc.mu.Lock()
+				delete(sc.pods, pod.UID)
+				sc.mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching pods for the scheduler: %w", err)
+	}
+	return nil
+}
+
+func (sc *scheduler) observe(obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if pod.Spec.NodeName == "" {
+		// An event from before the binding must not undo an assumption.
+		if e, ok := sc.pods[pod.UID]; !ok || !e.assumed {
+			delete(sc.pods, pod.UID)
+		}
+		return
+	}
+	sc.pods[pod.UID] = &boundPod{pod: pod, req: podMilli(pod)}
 }
 
 // schedule binds pod to the first node it fits on and returns the node, or returns "" and why no node
@@ -57,7 +106,9 @@ func (sc *scheduler) schedule(ctx context.Context, pod *corev1.Pod, vmi types.Na
 	}
 	if err := sc.s.client.SubResource("binding").Create(ctx, pod, binding); err != nil {
 		sc.mu.Lock()
-		delete(sc.assumed, pod.UID)
+		if e, ok := sc.pods[pod.UID]; ok && e.assumed {
+			delete(sc.pods, pod.UID)
+		}
 		sc.mu.Unlock()
 		return "", "", fmt.Errorf("binding pod %s/%s to node %s: %w", pod.Namespace, pod.Name, node, err)
 	}
@@ -71,44 +122,24 @@ func (sc *scheduler) decide(ctx context.Context, pod *corev1.Pod, vmi types.Name
 	if err := sc.s.client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return "", "", fmt.Errorf("listing nodes: %w", err)
 	}
-	infos := make([]NodePods, 0, len(nodes.Items))
-	byNode := map[string]int{}
+	infos := make([]NodePods, len(nodes.Items))
+	byNode := make(map[string]int, len(nodes.Items))
 	for i := range nodes.Items {
-		byNode[nodes.Items[i].Name] = len(infos)
-		infos = append(infos, NodePods{Node: &nodes.Items[i]})
+		byNode[nodes.Items[i].Name] = i
+		infos[i] = NodePods{Node: &nodes.Items[i], used: milli{}}
 	}
-	pods := &corev1.PodList{}
-	if err := sc.s.client.List(ctx, pods, client.UnsafeDisableDeepCopy); err != nil {
-		return "", "", fmt.Errorf("listing pods: %w", err)
-	}
-	counted := map[types.UID]bool{} // pods the listing holds bound
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.Spec.NodeName == "" {
+	for uid, e := range sc.pods {
+		if e.assumed && time.Since(e.at) > assumeTimeout {
+			delete(sc.pods, uid)
 			continue
 		}
-		counted[p.UID] = true
-		if n, ok := byNode[p.Spec.NodeName]; ok && !podTerminal(p) {
-			infos[n].Pods = append(infos[n].Pods, p)
-		}
-	}
-	for uid, a := range sc.assumed {
-		if counted[uid] {
-			// The cache has caught up: the listing counted it.
-			delete(sc.assumed, uid)
+		i, ok := byNode[e.pod.Spec.NodeName]
+		if !ok || podTerminal(e.pod) {
 			continue
 		}
-		cached := &corev1.Pod{}
-		err := sc.s.client.Get(ctx, client.ObjectKeyFromObject(a.pod), cached, client.UnsafeDisableDeepCopy)
-		switch {
-		case err == nil && cached.UID != uid, apierrors.IsNotFound(err) && time.Since(a.at) > assumeTimeout:
-			delete(sc.assumed, uid)
-		case err != nil && !apierrors.IsNotFound(err):
-			return "", "", fmt.Errorf("reading assumed pod %s: %w", a.pod.Name, err)
-		default:
-			if i, ok := byNode[a.pod.Spec.NodeName]; ok {
-				infos[i].Pods = append(infos[i].Pods, a.pod)
-			}
+		infos[i].Pods = append(infos[i].Pods, e.pod)
+		for k, v := range e.req {
+			infos[i].used[k] += v
 		}
 	}
 	node, msg := FirstFit(pod, infos)
@@ -119,7 +150,7 @@ func (sc *scheduler) decide(ctx context.Context, pod *corev1.Pod, vmi types.Name
 	delete(sc.pending, vmi)
 	assumed := pod.DeepCopy()
 	assumed.Spec.NodeName = node
-	sc.assumed[pod.UID] = assumedPod{pod: assumed, at: time.Now()}
+	sc.pods[pod.UID] = &boundPod{pod: assumed, req: podMilli(assumed), assumed: true, at: time.Now()}
 	return node, "", nil
 }
 
@@ -140,9 +171,7 @@ func (sc *scheduler) forget(vmi types.NamespacedName) {
 	delete(sc.pending, vmi)
 }
 
-type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
-
-func (sc *scheduler) enqueuePending(q queue) {
+func (sc *scheduler) enqueuePending(q simkit.Queue) {
 	for _, r := range sc.pendingRequests() {
 		q.Add(r)
 	}
@@ -151,8 +180,8 @@ func (sc *scheduler) enqueuePending(q queue) {
 // nodeHandler retries pending VMIs when a node appears or changes in a way that can make room.
 func (sc *scheduler) nodeHandler() handler.EventHandler {
 	return handler.Funcs{
-		CreateFunc: func(_ context.Context, _ event.CreateEvent, q queue) { sc.enqueuePending(q) },
-		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+		CreateFunc: func(_ context.Context, _ event.CreateEvent, q simkit.Queue) { sc.enqueuePending(q) },
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q simkit.Queue) {
 			o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
 			if nodeReady(o) != nodeReady(n) || o.Spec.Unschedulable != n.Spec.Unschedulable ||
 				!equality.Semantic.DeepEqual(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
@@ -166,26 +195,16 @@ func (sc *scheduler) nodeHandler() handler.EventHandler {
 // podFreedHandler retries pending VMIs when a pod stops holding resources.
 func (sc *scheduler) podFreedHandler() handler.EventHandler {
 	return handler.Funcs{
-		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q simkit.Queue) {
 			o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
 			if !podTerminal(o) && podTerminal(n) {
 				sc.enqueuePending(q)
 			}
 		},
-		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
-			sc.mu.Lock()
-			delete(sc.assumed, e.Object.GetUID())
-			sc.mu.Unlock()
-			sc.enqueuePending(q)
-		},
+		DeleteFunc: func(_ context.Context, _ event.DeleteEvent, q simkit.Queue) { sc.enqueuePending(q) },
 	}
 }
 
 func podTerminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
-// isLauncher reports whether a pod is a virt-launcher pod.
-func isLauncher(p client.Object) bool {
-	return p.GetLabels()[kubevirtv1.AppLabel] == LauncherLabelValue
 }

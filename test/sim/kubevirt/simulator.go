@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -17,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // Cache index names.
@@ -33,16 +31,17 @@ type Simulator struct {
 	client    client.Client
 	apiReader client.Reader
 
-	// vmStatus and vmiStatus say whether VirtualMachine and VirtualMachineInstance have a status
-	// subresource on this API server.
-	vmStatus, vmiStatus bool
+	// vmStatus, vmiStatus and dvStatus say whether VirtualMachine, VirtualMachineInstance and
+	// DataVolume have a status subresource on this API server.
+	vmStatus, vmiStatus, dvStatus bool
 
-	sched  *scheduler
-	ipam   *ipam
-	clock  *clock
-	hooked sync.Map // VMI UID → struct{}: OnRunning was called
+	sched *scheduler
+	// podIPs and secondaryIPs hand out 10.<ID>.x.y and 10.<ID+128>.x.y.
+	podIPs, secondaryIPs *simkit.IPAM
+	clock                *simkit.Clock
+	hooked               sync.Map // VMI UID → struct{}: OnRunning was called
 
-	handle *runner.Handle
+	handle *simkit.Handle
 }
 
 // New returns a simulator; wire it with SetupWithManager or use Run.
@@ -51,8 +50,9 @@ func New(opts Options) (*Simulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Simulator{opts: opts, clock: newClock()}
-	s.ipam = newIPAM(opts.ID, s.ipInUse)
+	s := &Simulator{opts: opts, clock: simkit.NewClock()}
+	s.podIPs = simkit.NewIPAM(10, opts.ID, s.ipInUse)
+	s.secondaryIPs = simkit.NewIPAM(10, opts.ID+128, s.ipInUse)
 	if opts.SelfSchedule {
 		s.sched = newScheduler(s)
 	}
@@ -66,14 +66,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Simulator, error
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := runner.NewManager(cfg, s.CacheOptions())
+	mgr, err := simkit.NewManager(cfg, s.CacheOptions())
 	if err != nil {
 		return nil, err
 	}
 	if err := s.SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
-	s.handle, err = runner.Start(ctx, mgr, s.watched())
+	s.handle, err = simkit.Start(ctx, mgr, s.Watched())
 	if err != nil {
 		return nil, err
 	}
@@ -114,16 +114,12 @@ func (s *Simulator) CacheOptions() cache.Options {
 	return o
 }
 
-// watched lists the kinds the simulator caches, so Run can wait for them.
-func (s *Simulator) watched() []client.Object {
-	objs := []client.Object{
+// Watched lists the kinds the simulator caches, for waiting until they have synced.
+func (s *Simulator) Watched() []client.Object {
+	return []client.Object{
 		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}, &cdiv1beta1.DataVolume{},
-		&corev1.Pod{}, secretMetadata(),
+		&corev1.Pod{}, &corev1.Node{}, secretMetadata(),
 	}
-	if s.opts.SelfSchedule {
-		objs = append(objs, &corev1.Node{})
-	}
-	return objs
 }
 
 // SetupWithManager registers the simulator's indexes and controllers with mgr. The manager's scheme must
@@ -133,17 +129,22 @@ func (s *Simulator) SetupWithManager(ctx context.Context, mgr manager.Manager) e
 	s.client = mgr.GetClient()
 	s.apiReader = mgr.GetAPIReader()
 	var err error
-	if s.vmStatus, err = runner.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachines"); err != nil {
+	if s.vmStatus, err = simkit.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachines"); err != nil {
 		return err
 	}
-	if s.vmiStatus, err = runner.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachineinstances"); err != nil {
+	if s.vmiStatus, err = simkit.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachineinstances"); err != nil {
 		return err
 	}
-	if _, err := runner.HasStatusSubresource(mgr.GetConfig(), cdiv1beta1.SchemeGroupVersion.String(), "datavolumes"); err != nil {
+	if s.dvStatus, err = simkit.HasStatusSubresource(mgr.GetConfig(), cdiv1beta1.SchemeGroupVersion.String(), "datavolumes"); err != nil {
 		return err
 	}
 	if err := s.setupIndexes(ctx, mgr); err != nil {
 		return err
+	}
+	if s.sched != nil {
+		if err := s.sched.watchPods(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
 	}
 	for _, setup := range []func(manager.Manager) error{
 		s.setupVMController, s.setupVMIController, s.setupDataVolumeController, s.setupGarbageCollector,
@@ -191,36 +192,6 @@ func (s *Simulator) setupIndexes(ctx context.Context, mgr manager.Manager) error
 	return nil
 }
 
-// patch sends what changed from orig to upd as a JSON merge patch (carrying orig's resourceVersion when
-// lock) to the object or one of its subresources, and reads back only the object's metadata: the
-// simulator acts on watch events, and decoding every response in full would cost it most of its CPU.
-func (s *Simulator) patch(ctx context.Context, orig, upd client.Object, subresource string, lock bool) error {
-	var p client.Patch = client.MergeFrom(orig)
-	if lock {
-		p = client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	}
-	data, err := p.Data(upd)
-	if err != nil {
-		return fmt.Errorf("computing a patch: %w", err)
-	}
-	if string(data) == "{}" {
-		return nil
-	}
-	gvk, err := s.client.GroupVersionKindFor(orig)
-	if err != nil {
-		return err
-	}
-	target := &metav1.PartialObjectMetadata{}
-	target.SetGroupVersionKind(gvk)
-	target.SetNamespace(orig.GetNamespace())
-	target.SetName(orig.GetName())
-	raw := client.RawPatch(types.MergePatchType, data)
-	if subresource == "" {
-		return s.client.Patch(ctx, target, raw)
-	}
-	return s.client.SubResource(subresource).Patch(ctx, target, raw)
-}
-
 // ipInUse reports whether a pod or VMI in the cache already has ip, so that a restarted simulator does
 // not hand out an address twice.
 func (s *Simulator) ipInUse(ctx context.Context, ip string) (bool, error) {
@@ -236,50 +207,6 @@ func (s *Simulator) ipInUse(ctx context.Context, ip string) (bool, error) {
 		return false, err
 	}
 	return len(vmis.Items) > 0, nil
-}
-
-// clock remembers when the simulator first saw an object reach a stage, to time delays without
-// sub-second timestamps in the API (metav1.Time has second precision) and without sleeping.
-type clock struct {
-	mu   sync.Mutex
-	seen map[types.UID]map[string]time.Time
-}
-
-func newClock() *clock { return &clock{seen: map[types.UID]map[string]time.Time{}} }
-
-// since is the time since uid was first seen at stage (zero the first time).
-func (c *clock) since(uid types.UID, stage string) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	stages, ok := c.seen[uid]
-	if !ok {
-		stages = map[string]time.Time{}
-		c.seen[uid] = stages
-	}
-	t, ok := stages[stage]
-	if !ok {
-		t = time.Now()
-		stages[stage] = t
-	}
-	return time.Since(t)
-}
-
-// forget drops what is known about uid.
-func (c *clock) forget(uid types.UID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.seen, uid)
-}
-
-// remaining is how long to wait before delay has passed since uid reached stage; 0 when it has.
-func (c *clock) remaining(uid types.UID, stage string, delay time.Duration) time.Duration {
-	if delay <= 0 {
-		return 0
-	}
-	if left := delay - c.since(uid, stage); left > 0 {
-		return left
-	}
-	return 0
 }
 
 func secretMetadata() *metav1.PartialObjectMetadata {

@@ -230,14 +230,15 @@ func setVMIPhase(st *kubevirtv1.VirtualMachineInstanceStatus, phase kubevirtv1.V
 	})
 }
 
-// accessModes returns the access modes of a claim-backed volume and whether they are known.
-type accessModes func(volume kubevirtv1.Volume) ([]corev1.PersistentVolumeAccessMode, bool)
+// AccessModes returns the access modes of the claim behind a PVC or DataVolume volume, and whether they
+// are known.
+type AccessModes func(volume kubevirtv1.Volume) ([]corev1.PersistentVolumeAccessMode, bool)
 
 // LiveMigratable is the VMI's LiveMigratable condition by KubeVirt's main rules: every PVC or DataVolume
 // disk must be ReadWriteMany (container disks, cloud-init, config and empty disks are fine), no host disk,
 // no host device or GPU, and no bridge binding on the pod network. As in KubeVirt, the eviction strategy
 // does not enter into it: evictionStrategy LiveMigrate on a non-migratable VMI is the user's problem.
-func LiveMigratable(spec *kubevirtv1.VirtualMachineInstanceSpec, modes accessModes) kubevirtv1.VirtualMachineInstanceCondition {
+func LiveMigratable(spec *kubevirtv1.VirtualMachineInstanceSpec, modes AccessModes) kubevirtv1.VirtualMachineInstanceCondition {
 	no := func(reason, msg string) kubevirtv1.VirtualMachineInstanceCondition {
 		return kubevirtv1.VirtualMachineInstanceCondition{
 			Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: corev1.ConditionFalse, Reason: reason, Message: msg,

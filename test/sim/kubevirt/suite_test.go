@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,12 +59,24 @@ const testLabel = "sim.nest.dev/test"
 
 // setup creates a namespace for t and starts a simulator restricted to it with opts (and a unique ID).
 func setup(t *testing.T, opts kubevirt.Options) (context.Context, string, *kubevirt.Simulator) {
+	return start(t, opts, true)
+}
+
+// setupAllNamespaces is setup with a simulator that watches every namespace, as a benchmark's does; only
+// for tests that do not run in parallel with others.
+func setupAllNamespaces(t *testing.T, opts kubevirt.Options) (context.Context, string, *kubevirt.Simulator) {
+	return start(t, opts, false)
+}
+
+func start(t *testing.T, opts kubevirt.Options, restrict bool) (context.Context, string, *kubevirt.Simulator) {
 	t.Helper()
 	g := NewWithT(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kv-"}}
 	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
-	opts.Namespaces = []string{ns.Name}
+	if restrict {
+		opts.Namespaces = []string{ns.Name}
+	}
 	if opts.ID == 0 {
 		opts.ID = uint8(simIDs.Add(1))
 	}
@@ -187,3 +201,59 @@ const (
 	timeout = 30 * time.Second
 	poll    = 20 * time.Millisecond
 )
+
+// recorder records, from a watch, a value of every object of a namespace each time it changes: a watch
+// sees every write, where polling could miss a short-lived state.
+type recorder struct {
+	mu   sync.Mutex
+	seen map[string][]string
+}
+
+// record starts recording what value returns for the objects of list's kind in ns, until the test ends;
+// start it before the objects change.
+func record(t *testing.T, ctx context.Context, list client.ObjectList, ns string, value func(client.Object) string) *recorder {
+	t.Helper()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: envtest.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, list, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	r := &recorder{seen: map[string][]string{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			obj, ok := ev.Object.(client.Object)
+			if !ok {
+				continue
+			}
+			v := value(obj)
+			r.mu.Lock()
+			if vs := r.seen[obj.GetName()]; len(vs) == 0 || vs[len(vs)-1] != v {
+				r.seen[obj.GetName()] = append(vs, v)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// values are the values recorded for an object so far.
+func (r *recorder) values(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen[name])
+}
+
+// inOrder reports whether want appears in seq in that order (not necessarily next to each other).
+func inOrder(seq []string, want ...string) bool {
+	i := 0
+	for _, v := range seq {
+		if i < len(want) && v == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // indexVolumes indexes VMs by the DataVolumes ("dv/<name>") and claims ("pvc/<name>") their template
@@ -53,14 +53,14 @@ func (s *Simulator) setupVMController(mgr manager.Manager) error {
 		Watches(&cdiv1beta1.DataVolume{}, handler.EnqueueRequestsFromMapFunc(s.vmsUsing("dv/"))).
 		WatchesMetadata(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(s.vmsUsing("pvc/"))).
 		// The VM's printable status follows the launcher's image pulls.
-		Watches(&corev1.Pod{}, handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+		Watches(&corev1.Pod{}, handler.Funcs{UpdateFunc: func(_ context.Context, e event.UpdateEvent, q simkit.Queue) {
 			if isLauncher(e.ObjectNew) && waitingReason(e.ObjectOld.(*corev1.Pod)) != waitingReason(e.ObjectNew.(*corev1.Pod)) {
 				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{
 					Namespace: e.ObjectNew.GetNamespace(), Name: e.ObjectNew.GetLabels()[kubevirtv1.DeprecatedVirtualMachineNameLabel],
 				}})
 			}
 		}}).
-		WithOptions(runner.ControllerOptions(s.opts.Concurrency)).
+		WithOptions(simkit.ControllerOptions(s.opts.Concurrency)).
 		Complete(reconcile.Func(s.reconcileVM))
 }
 
@@ -79,8 +79,6 @@ func (s *Simulator) vmsUsing(prefix string) handler.MapFunc {
 }
 
 func (s *Simulator) reconcileVM(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	trace(req.Name, "vm reconcile start")
-	defer trace(req.Name, "vm reconcile end")
 	vm := &kubevirtv1.VirtualMachine{}
 	if err := s.client.Get(ctx, req.NamespacedName, vm); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
@@ -91,7 +89,7 @@ func (s *Simulator) reconcileVM(ctx context.Context, req reconcile.Request) (rec
 	if !controllerutil.ContainsFinalizer(vm, kubevirtv1.VirtualMachineControllerFinalizer) {
 		orig := vm.DeepCopy()
 		controllerutil.AddFinalizer(vm, kubevirtv1.VirtualMachineControllerFinalizer)
-		if err := s.patch(ctx, orig, vm, "", true); err != nil {
+		if err := simkit.Patch(ctx, s.client, orig, vm, true); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding the VM finalizer: %w", err)
 		}
 	}
@@ -290,7 +288,7 @@ func (s *Simulator) finalizeVM(ctx context.Context, vm *kubevirtv1.VirtualMachin
 	}
 	orig := vm.DeepCopy()
 	controllerutil.RemoveFinalizer(vm, kubevirtv1.VirtualMachineControllerFinalizer)
-	if err := s.patch(ctx, orig, vm, "", true); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.Patch(ctx, s.client, orig, vm, true); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing the finalizer of VM %s: %w", vm.Name, err)
 	}
 	return nil
@@ -308,13 +306,7 @@ func (s *Simulator) writeVMStatus(ctx context.Context, vm *kubevirtv1.VirtualMac
 	if equality.Semantic.DeepEqual(vm.Status, st) {
 		return nil
 	}
-	upd := vm.DeepCopy()
-	upd.Status = st
-	sub := ""
-	if s.vmStatus {
-		sub = "status"
-	}
-	if err := s.patch(ctx, vm, upd, sub, false); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.WriteStatus(ctx, s.client, vm, st, s.vmStatus); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating the status of VM %s: %w", vm.Name, err)
 	}
 	return nil

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/runner"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 )
 
 // stageBound is the clock stage "launcher pod bound to a node", from which BootDelay runs.
@@ -38,7 +38,7 @@ func (s *Simulator) setupVMIController(mgr manager.Manager) error {
 		// Fault-injection and delay annotations live on the VM.
 		Watches(&kubevirtv1.VirtualMachine{}, handler.EnqueueRequestsFromMapFunc(sameName),
 			builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
-		WithOptions(runner.ControllerOptions(s.opts.Concurrency))
+		WithOptions(simkit.ControllerOptions(s.opts.Concurrency))
 	if s.sched != nil {
 		b = b.Watches(&corev1.Node{}, s.sched.nodeHandler()).
 			Watches(&corev1.Pod{}, s.sched.podFreedHandler())
@@ -51,8 +51,6 @@ func sameName(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	trace(req.Name, "vmi reconcile start")
-	defer trace(req.Name, "vmi reconcile end")
 	vmi := &kubevirtv1.VirtualMachineInstance{}
 	if err := s.client.Get(ctx, req.NamespacedName, vmi); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -69,7 +67,7 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 	if !controllerutil.ContainsFinalizer(vmi, kubevirtv1.VirtualMachineInstanceFinalizer) {
 		orig := vmi.DeepCopy()
 		controllerutil.AddFinalizer(vmi, kubevirtv1.VirtualMachineInstanceFinalizer)
-		if err := s.patch(ctx, orig, vmi, "", true); err != nil {
+		if err := simkit.Patch(ctx, s.client, orig, vmi, true); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding the VMI finalizer: %w", err)
 		}
 	}
@@ -147,7 +145,7 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 		return reconcile.Result{}, s.writeVMI(ctx, vmi, waiting)
 	}
 	delay := delayFrom(BootDelayAnnotation, s.opts.BootDelay, annotated...)
-	if left := s.clock.remaining(vmi.UID, stageBound, delay); left > 0 {
+	if left := s.clock.Remaining(vmi.UID, stageBound, delay); left > 0 {
 		return reconcile.Result{RequeueAfter: left}, s.writeVMI(ctx, vmi, waiting)
 	}
 
@@ -240,7 +238,7 @@ func (s *Simulator) setPodUnschedulable(ctx context.Context, pod *corev1.Pod, wh
 	}
 	upd := pod.DeepCopy()
 	setPodCondition(upd, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: why})
-	if err := s.patch(ctx, pod, upd, "status", false); err != nil {
+	if err := simkit.WriteStatus(ctx, s.client, pod, upd.Status, true); err != nil {
 		return fmt.Errorf("marking pod %s unschedulable: %w", pod.Name, err)
 	}
 	return nil
@@ -277,7 +275,7 @@ func (s *Simulator) setPodWaiting(ctx context.Context, pod *corev1.Pod, reason s
 		Name: ComputeContainer, Image: s.opts.LauncherImage,
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}},
 	}}
-	if err := s.patch(ctx, pod, upd, "status", false); err != nil {
+	if err := simkit.WriteStatus(ctx, s.client, pod, upd.Status, true); err != nil {
 		return fmt.Errorf("marking pod %s %s: %w", pod.Name, reason, err)
 	}
 	return nil
@@ -289,7 +287,7 @@ func (s *Simulator) runPod(ctx context.Context, pod *corev1.Pod) (string, error)
 	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
 		return pod.Status.PodIP, nil
 	}
-	ip, err := s.ipam.allocate(ctx, false)
+	ip, err := s.podIPs.Allocate(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -315,7 +313,7 @@ func (s *Simulator) runPod(ctx context.Context, pod *corev1.Pod) (string, error)
 		ContainerID: fmt.Sprintf("cri-o://%016x", h.Sum64()),
 		State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 	}}
-	if err := s.patch(ctx, pod, upd, "status", false); err != nil {
+	if err := simkit.WriteStatus(ctx, s.client, pod, upd.Status, true); err != nil {
 		return "", fmt.Errorf("starting launcher pod %s: %w", pod.Name, err)
 	}
 	return ip, nil
@@ -365,7 +363,7 @@ func (s *Simulator) runningStatus(ctx context.Context, vmi *kubevirtv1.VirtualMa
 		}
 	}
 	if len(st.Interfaces) == 0 || st.Interfaces[0].IP == "" {
-		ifaces, err := vmiInterfaces(&vmi.Spec, podIP, func() (string, error) { return s.ipam.allocate(ctx, true) })
+		ifaces, err := vmiInterfaces(&vmi.Spec, podIP, func() (string, error) { return s.secondaryIPs.Allocate(ctx) })
 		if err != nil {
 			return nil, err
 		}
@@ -406,29 +404,18 @@ func (s *Simulator) volumeAccessModes(ctx context.Context, namespace string, v k
 	return nil, false
 }
 
-// writeVMI writes what changed from orig to upd: status (through the status subresource when there is
-// one) and labels.
+// writeVMI writes what changed from orig to upd: the status (through the status subresource when there
+// is one) and the node label.
 func (s *Simulator) writeVMI(ctx context.Context, orig, upd *kubevirtv1.VirtualMachineInstance) error {
-	statusChanged := !equality.Semantic.DeepEqual(orig.Status, upd.Status)
-	labelsChanged := !equality.Semantic.DeepEqual(orig.Labels, upd.Labels)
-	if !statusChanged && !labelsChanged {
+	var ops []simkit.JSONPatchOp
+	if node, ok := upd.Labels[kubevirtv1.NodeNameLabel]; ok && orig.Labels[kubevirtv1.NodeNameLabel] != node {
+		ops = append(ops, simkit.SetLabelOp(orig, kubevirtv1.NodeNameLabel, node))
+	}
+	if equality.Semantic.DeepEqual(orig.Status, upd.Status) && len(ops) == 0 {
 		return nil
 	}
-	if !s.vmiStatus {
-		if err := s.patch(ctx, orig, upd, "", false); err != nil {
-			return fmt.Errorf("updating VMI %s: %w", orig.Name, err)
-		}
-		return nil
-	}
-	if statusChanged {
-		if err := s.patch(ctx, orig, upd, "status", false); err != nil {
-			return fmt.Errorf("updating the status of VMI %s: %w", orig.Name, err)
-		}
-	}
-	if labelsChanged {
-		if err := s.patch(ctx, orig, upd, "", false); err != nil {
-			return fmt.Errorf("labelling VMI %s: %w", orig.Name, err)
-		}
+	if err := simkit.WriteStatus(ctx, s.client, orig, upd.Status, s.vmiStatus, ops...); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("updating VMI %s: %w", orig.Name, err)
 	}
 	return nil
 }
@@ -476,10 +463,10 @@ func (s *Simulator) finalizeVMI(ctx context.Context, vmi *kubevirtv1.VirtualMach
 	orig := vmi.DeepCopy()
 	controllerutil.RemoveFinalizer(vmi, kubevirtv1.VirtualMachineInstanceFinalizer)
 	controllerutil.RemoveFinalizer(vmi, kubevirtv1.DeprecatedVirtualMachineInstanceFinalizer)
-	if err := s.patch(ctx, orig, vmi, "", true); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.Patch(ctx, s.client, orig, vmi, true); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing the finalizer of VMI %s: %w", vmi.Name, err)
 	}
-	s.clock.forget(vmi.UID)
+	s.clock.Forget(vmi.UID)
 	s.hooked.Delete(vmi.UID)
 	if s.sched != nil {
 		s.sched.forget(client.ObjectKeyFromObject(vmi))

@@ -1,7 +1,7 @@
-// Package runner builds and runs the controller-runtime managers the simulators use: one per API
-// server, unthrottled, without metrics or health endpoints, so that several simulators (and other
-// managers) can share one process.
-package runner
+// Package simkit is the plumbing the simulators share: controller-runtime managers (one per API server,
+// unthrottled, without metrics or health endpoints, so that several simulators and other managers share
+// a process), lean status writes, a clock for delays without sleeping, and address allocation.
+package simkit
 
 import (
 	"context"
@@ -63,6 +63,9 @@ func NewManager(cfg *rest.Config, cacheOpts cache.Options) (manager.Manager, err
 	}
 	return mgr, nil
 }
+
+// Queue is a controller's work queue, as event handlers see it.
+type Queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // ControllerOptions are the options of every simulator controller: concurrency workers and a per-item
 // exponential backoff without the default controller limiter's global 10 qps bucket, which would throttle

@@ -1,0 +1,334 @@
+package webhooks_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
+)
+
+// holdFinalizer keeps a deleted Machine around, being deleted, until the test lets it go — the way
+// CAPI's finalizer does while the machine drains and its infrastructure goes.
+const holdFinalizer = "test.nest.infrastructure.cluster.x-k8s.io/hold"
+
+// tenant is a tenant cluster with three Infra clusters (<namespace>-a, -b, -c, in name order), its
+// NestCluster with all three healthy, and its Cluster.
+type tenant struct {
+	t        *testing.T
+	ns       string
+	nc       *infrav1.NestCluster
+	cluster  *clusterv1.Cluster
+	machines map[string]*clusterv1.Machine
+}
+
+func newTenant(t *testing.T) *tenant {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := namespace(t, nil)
+	tn := &tenant{t: t, ns: ns, machines: map[string]*clusterv1.Machine{}}
+	var names []string
+	for _, suffix := range []string{"a", "b", "c"} {
+		ic := infraCluster(&infrav1.AllowedNamespaces{List: []string{ns}})
+		ic.Name = ns + "-" + suffix
+		g.Expect(k8sClient.Create(ctx, ic)).To(Succeed())
+		waitCached(t, ic)
+		names = append(names, ic.Name)
+	}
+	tn.nc = nestCluster(ns, names...)
+	g.Expect(k8sClient.Create(ctx, tn.nc)).To(Succeed())
+	tn.setHealthy("a", "b", "c")
+	tn.cluster = &clusterv1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniqueName("cluster")},
+		Spec: clusterv1.ClusterSpec{InfrastructureRef: clusterv1.ContractVersionedObjectReference{
+			APIGroup: infrav1.GroupVersion.Group, Kind: "NestCluster", Name: tn.nc.Name,
+		}},
+	}
+	g.Expect(k8sClient.Create(ctx, tn.cluster)).To(Succeed())
+	waitCached(t, tn.cluster)
+	return tn
+}
+
+func (tn *tenant) infra(letter string) string {
+	if letter == "" {
+		return ""
+	}
+	return tn.ns + "-" + letter
+}
+
+// setHealthy publishes the Infra clusters with these letters as the NestCluster's failure domains,
+// as the NestCluster controller does for the healthy ones.
+func (tn *tenant) setHealthy(letters ...string) {
+	tn.t.Helper()
+	tn.nc.Status.FailureDomains = nil
+	for _, l := range letters {
+		tn.nc.Status.FailureDomains = append(tn.nc.Status.FailureDomains, clusterv1.FailureDomain{Name: tn.infra(l), ControlPlane: ptr.To(true)})
+	}
+	NewWithT(tn.t).Expect(k8sClient.Status().Update(context.Background(), tn.nc)).To(Succeed())
+	waitCached(tn.t, tn.nc)
+}
+
+// controlPlaneMachine is a Machine as KubeadmControlPlane creates it, on a NestMachine.
+func (tn *tenant) controlPlaneMachine(name, failureDomain string) *clusterv1.Machine {
+	return &clusterv1.Machine{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: tn.ns, Name: name, Finalizers: []string{holdFinalizer},
+			Labels: map[string]string{clusterv1.ClusterNameLabel: tn.cluster.Name, clusterv1.MachineControlPlaneLabel: ""},
+		},
+		Spec: clusterv1.MachineSpec{
+			ClusterName:       tn.cluster.Name,
+			Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To(name + "-bootstrap")},
+			InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: name},
+			FailureDomain:     failureDomain,
+		},
+	}
+}
+
+// create creates a control-plane Machine and, when admitted, waits until the webhooks see it.
+func (tn *tenant) create(m *clusterv1.Machine) error {
+	tn.t.Helper()
+	if err := k8sClient.Create(context.Background(), m); err != nil {
+		return err
+	}
+	waitCached(tn.t, m)
+	tn.machines[m.Name] = m
+	return nil
+}
+
+// startDelete deletes a Machine that stays, being deleted, until finishDelete.
+func (tn *tenant) startDelete(name string) {
+	tn.t.Helper()
+	g := NewWithT(tn.t)
+	m := tn.machines[name]
+	g.Expect(k8sClient.Delete(context.Background(), m)).To(Succeed())
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(m), m)).To(Succeed())
+	waitCached(tn.t, m)
+}
+
+func (tn *tenant) finishDelete(name string) {
+	tn.t.Helper()
+	g := NewWithT(tn.t)
+	m := tn.machines[name]
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(m), m)).To(Succeed())
+	m.Finalizers = nil
+	g.Expect(k8sClient.Update(context.Background(), m)).To(Succeed())
+	waitGone(tn.t, m)
+	delete(tn.machines, name)
+}
+
+// spreadStep is one step of a KubeadmControlPlane-like script.
+type spreadStep struct {
+	op   string // create, startDelete, finishDelete, delete, health
+	name string // machine
+	fd   string // create: the Infra cluster letter asked for ("" = none); health: the healthy letters
+	want string // create: the letter it lands in, or "reject"
+	msg  []string
+}
+
+func (tn *tenant) run(script []spreadStep) {
+	tn.t.Helper()
+	for i, s := range script {
+		desc := fmt.Sprintf("step %d: %s %s %q", i, s.op, s.name, s.fd)
+		switch s.op {
+		case "create":
+			m := tn.controlPlaneMachine(s.name, tn.infra(s.fd))
+			err := tn.create(m)
+			if s.want == "reject" {
+				if err == nil {
+					tn.t.Fatalf("%s: admitted into %q, want a rejection", desc, m.Spec.FailureDomain)
+				}
+				g := NewWithT(tn.t)
+				expectInvalid(g, err, append([]string{"spec.failureDomain: Invalid value"}, tn.expand(s.msg)...)...)
+				continue
+			}
+			if err != nil {
+				tn.t.Fatalf("%s: rejected: %v", desc, err)
+			}
+			if m.Spec.FailureDomain != tn.infra(s.want) {
+				tn.t.Fatalf("%s: landed in %q, want %q", desc, m.Spec.FailureDomain, tn.infra(s.want))
+			}
+		case "startDelete":
+			tn.startDelete(s.name)
+		case "finishDelete":
+			tn.finishDelete(s.name)
+		case "delete":
+			tn.startDelete(s.name)
+			tn.finishDelete(s.name)
+		case "health":
+			tn.setHealthy(strings.Split(s.fd, ",")...)
+		default:
+			tn.t.Fatalf("%s: unknown op", desc)
+		}
+	}
+}
+
+// expand writes "<a>" as the name of Infra cluster a in expected messages.
+func (tn *tenant) expand(msgs []string) []string {
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		for _, l := range []string{"a", "b", "c"} {
+			m = strings.ReplaceAll(m, "<"+l+">", tn.infra(l))
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestControlPlaneSpreadThroughTheAPIServer plays what KubeadmControlPlane does to a three-replica
+// control plane over three Infra clusters — scale up, a maxSurge=1 rollout, a remediation, the loss
+// of an Infra cluster and its return with the restore — and checks each Machine is admitted,
+// defaulted or rejected as the rule says.
+func TestControlPlaneSpreadThroughTheAPIServer(t *testing.T) {
+	tn := newTenant(t)
+	unbalanced := "would unbalance the control plane"
+	tn.run([]spreadStep{
+		// Scale up: KCP names failure domains; a Machine without one gets the least-loaded.
+		{op: "create", name: "cp-1", want: "a"},
+		{op: "create", name: "cp-2", fd: "a", want: "reject", msg: []string{unbalanced, "<a>=1, <b>=0, <c>=0", "allowed: <b>, <c>"}},
+		{op: "create", name: "cp-2", fd: "b", want: "b"},
+		{op: "create", name: "cp-3", want: "c"},
+
+		// Rollout, maxSurge 1: 2/1/1 for a moment, never a third machine where another has none.
+		{op: "create", name: "cp-4", fd: "a", want: "a"},
+		{op: "create", name: "extra", fd: "a", want: "reject", msg: []string{unbalanced, "<a>=2, <b>=1, <c>=1", "allowed: <b>, <c>"}},
+		{op: "startDelete", name: "cp-1"},
+		{op: "finishDelete", name: "cp-1"},
+		{op: "create", name: "cp-5", fd: "b", want: "b"},
+		{op: "delete", name: "cp-2"},
+		{op: "create", name: "cp-6", fd: "c", want: "c"},
+		{op: "delete", name: "cp-3"},
+
+		// Remediation: delete first, then the replacement goes where the hole is.
+		{op: "startDelete", name: "cp-5"},
+		{op: "create", name: "cp-7", fd: "a", want: "reject", msg: []string{unbalanced, "<a>=1, <b>=0, <c>=1", "allowed: <b>"}},
+		{op: "create", name: "cp-7", want: "b"},
+		{op: "finishDelete", name: "cp-5"},
+
+		// Infra cluster c is lost: the NestCluster controller drops it from status.failureDomains.
+		{op: "health", fd: "a,b"},
+		{op: "create", name: "cp-8", fd: "c", want: "reject", msg: []string{"Infra cluster \"<c>\" is not healthy now", "allowed: <a>, <b>"}},
+		{op: "startDelete", name: "cp-6"}, // MachineHealthCheck + KCP remediate the lost machine
+		{op: "create", name: "cp-8", want: "a"},
+		{op: "finishDelete", name: "cp-6"},
+		{op: "create", name: "extra", fd: "a", want: "reject", msg: []string{unbalanced, "<a>=2, <b>=1", "allowed: <b>"}},
+
+		// c is back, empty: 2/1/0. The restore rollout must put the next machine there.
+		{op: "health", fd: "a,b,c"},
+		{op: "create", name: "cp-9", fd: "b", want: "reject", msg: []string{unbalanced, "<a>=2, <b>=1, <c>=0", "allowed: <c>"}},
+		{op: "create", name: "cp-9", fd: "c", want: "c"},
+		{op: "delete", name: "cp-4"},
+		{op: "create", name: "cp-10", fd: "a", want: "a"},
+		{op: "delete", name: "cp-8"},
+	})
+	got := map[string]int{}
+	for _, m := range tn.machines {
+		got[m.Spec.FailureDomain]++
+	}
+	NewWithT(t).Expect(got).To(Equal(map[string]int{tn.infra("a"): 1, tn.infra("b"): 1, tn.infra("c"): 1}), "one control-plane machine per Infra cluster again")
+}
+
+func TestControlPlaneSpreadRejectsUnknownAndWorkerOnlyInfraClusters(t *testing.T) {
+	g := NewWithT(t)
+	tn := newTenant(t)
+	tn.nc.Spec.InfraClusters[2].ControlPlane = ptr.To(false)
+	g.Expect(k8sClient.Update(context.Background(), tn.nc)).To(Succeed())
+	waitCached(t, tn.nc)
+
+	err := tn.create(tn.controlPlaneMachine("cp-1", "infra-elsewhere"))
+	expectInvalid(g, err, `spec.failureDomain: Invalid value: "infra-elsewhere"`, "is not one of the tenant's Infra clusters",
+		tn.expand([]string{"spec.infraClusters: <a>, <b>, <c>", "allowed: <a>, <b>"})[0])
+	err = tn.create(tn.controlPlaneMachine("cp-1", tn.infra("c")))
+	expectInvalid(g, err, "does not take control-plane machines", "controlPlane is false")
+
+	tn.setHealthy()
+	err = tn.create(tn.controlPlaneMachine("cp-1", ""))
+	expectInvalid(g, err, "spec.failureDomain", "no healthy Infra cluster takes control-plane machines now")
+}
+
+// spreadCalls counts the requests the webhook server has answered on the spread webhooks' paths.
+func spreadCalls() float64 {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" && (l.GetValue() == webhooks.ControlPlaneSpreadDefaultPath || l.GetValue() == webhooks.ControlPlaneSpreadValidatePath) {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+func TestControlPlaneSpreadLeavesOtherMachinesAlone(t *testing.T) {
+	ctx := context.Background()
+	tn := newTenant(t)
+	before := spreadCalls()
+	NewWithT(t).Expect(tn.create(tn.controlPlaneMachine(uniqueName("cp"), tn.infra("a")))).To(Succeed())
+	NewWithT(t).Eventually(spreadCalls).Should(Equal(before+2),
+		"a control-plane NestMachine Machine goes through both spread webhooks (the server counts a request after answering it)")
+
+	t.Run("worker machines never reach the webhook", func(t *testing.T) {
+		g := NewWithT(t)
+		before := spreadCalls()
+		m := tn.controlPlaneMachine(uniqueName("worker"), tn.infra("a"))
+		delete(m.Labels, clusterv1.MachineControlPlaneLabel)
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		g.Expect(spreadCalls()).To(Equal(before), "the objectSelector keeps them away")
+	})
+
+	t.Run("other providers' control-plane machines never reach the webhook", func(t *testing.T) {
+		g := NewWithT(t)
+		before := spreadCalls()
+		ns := namespace(t, nil) // no Cluster, no NestCluster
+		m := tn.controlPlaneMachine(uniqueName("docker"), "")
+		m.Namespace = ns
+		m.Spec.InfrastructureRef = clusterv1.ContractVersionedObjectReference{APIGroup: "infrastructure.cluster.x-k8s.io", Kind: "DockerMachine", Name: "d"}
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		g.Expect(m.Spec.FailureDomain).To(BeEmpty(), "not defaulted")
+		g.Expect(spreadCalls()).To(Equal(before), "the matchConditions keep them away")
+	})
+
+	t.Run("a Machine of a missing Cluster is rejected", func(t *testing.T) {
+		m := tn.controlPlaneMachine(uniqueName("orphan"), "")
+		m.Spec.ClusterName = "no-such-cluster"
+		expectInvalid(NewWithT(t), k8sClient.Create(ctx, m), `spec.clusterName: Invalid value: "no-such-cluster"`, "Cluster not found")
+	})
+
+	t.Run("the failure domain cannot change", func(t *testing.T) {
+		g := NewWithT(t)
+		m := tn.controlPlaneMachine(uniqueName("cp"), tn.infra("b"))
+		g.Expect(tn.create(m)).To(Succeed())
+		m.Spec.FailureDomain = tn.infra("c")
+		expectInvalid(g, k8sClient.Update(ctx, m), "spec.failureDomain: Forbidden", "does not move between Infra clusters")
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		m.Labels["x"] = "y"
+		g.Expect(k8sClient.Update(ctx, m)).To(Succeed(), "other changes pass")
+	})
+
+	t.Run("a paused Cluster's machines are taken as they are (clusterctl move)", func(t *testing.T) {
+		g := NewWithT(t)
+		tn.cluster.Spec.Paused = ptr.To(true)
+		g.Expect(k8sClient.Update(ctx, tn.cluster)).To(Succeed())
+		waitCached(t, tn.cluster)
+		g.Expect(tn.create(tn.controlPlaneMachine(uniqueName("moved"), tn.infra("a")))).To(Succeed())
+		g.Expect(tn.create(tn.controlPlaneMachine(uniqueName("moved"), tn.infra("a")))).To(Succeed())
+	})
+}
