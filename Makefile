@@ -64,15 +64,21 @@ $(ENVTEST_ASSETS)/etcd: hack/envtest/etcd/go.mod hack/envtest/etcd/go.sum hack/e
 	cd hack/envtest/etcd && go build -trimpath -ldflags "-s -w" -o $@.tmp . && mv $@.tmp $@
 
 .PHONY: test
-test: verify envtest-assets ## Run every test: verify, unit and envtest suites, the scheduler plugin.
+test: verify envtest-assets ## Run every test: verify, unit and envtest suites, the scheduler plugin, clusterctl, end-to-end.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) -C scheduler-plugin test
+	$(MAKE) test-clusterctl
+	$(MAKE) test-e2e
 
 .PHONY: test-scheduler
 test-scheduler: envtest-assets ## Run the scheduler plugin's tests (unit and integration).
 	$(MAKE) -C scheduler-plugin test
 
 ##@ Benchmarks
+
+.PHONY: bench-webhook
+bench-webhook: envtest-assets ## Latency of control-plane Machine admission through the webhooks (BENCH line).
+	go run ./test/bench/webhook
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Packing and throughput of nest-scheduler against the stock profiles (BENCH lines).
@@ -81,3 +87,7 @@ bench-scheduler: ## Packing and throughput of nest-scheduler against the stock p
 .PHONY: test-unit
 test-unit: ## Run the tests without verify (needs envtest-assets).
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+
+include hack/clusterctl.mk
+include hack/sandbox.mk
+include hack/bench.mk
