@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -53,6 +54,10 @@ func (c *Connection) probe(ctx context.Context, timeout time.Duration, full bool
 	defer cancel()
 	var code int
 	body, err := dc.RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&code).Raw()
+	if failing := failedReadyzChecks(body); len(failing) > 0 && (err != nil || code != http.StatusOK) {
+		// A starting API server answers with its ~40 checks; the condition names only the failing ones.
+		return ProbeResult{Err: fmt.Errorf("GET /readyz: the API server is not ready yet, failing checks: %s", strings.Join(failing, ", "))}
+	}
 	if err != nil {
 		return ProbeResult{Err: fmt.Errorf("GET /readyz: %w", err)}
 	}
@@ -75,4 +80,21 @@ func (c *Connection) probe(ctx context.Context, timeout time.Duration, full bool
 		groups.Insert(g.Name)
 	}
 	return ProbeResult{Full: true, Version: version.GitVersion, Groups: groups}
+}
+
+// failedReadyzChecks returns the names of the checks a /readyz answer reports as failed, in the
+// order it lists them ("[-]etcd failed: reason withheld" gives "etcd").
+func failedReadyzChecks(body []byte) []string {
+	var failed []string
+	for line := range strings.Lines(string(body)) {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "[-]")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexAny(name, " \t"); i >= 0 {
+			name = name[:i]
+		}
+		failed = append(failed, name)
+	}
+	return failed
 }

@@ -81,31 +81,15 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Simulator, error
 }
 
 // Done is closed when a simulator started by Run has stopped.
-func (s *Simulator) Done() <-chan struct{} {
-	if s.handle == nil {
-		return nil
-	}
-	return s.handle.Done()
-}
+func (s *Simulator) Done() <-chan struct{} { return s.handle.Done() }
 
 // Err is the error a simulator started by Run stopped with.
-func (s *Simulator) Err() error {
-	if s.handle == nil {
-		return nil
-	}
-	return s.handle.Err()
-}
+func (s *Simulator) Err() error { return s.handle.Err() }
 
 // CacheOptions are the cache options SetupWithManager expects of a manager: launcher pods only, unless
 // the simulator schedules (then every pod counts against node capacity), in Options.Namespaces.
 func (s *Simulator) CacheOptions() cache.Options {
-	o := cache.Options{}
-	if len(s.opts.Namespaces) > 0 {
-		o.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range s.opts.Namespaces {
-			o.DefaultNamespaces[ns] = cache.Config{}
-		}
-	}
+	o := simkit.NamespacedCache(s.opts.Namespaces)
 	if !s.opts.SelfSchedule {
 		o.ByObject = map[client.Object]cache.ByObject{
 			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{kubevirtv1.AppLabel: LauncherLabelValue})},

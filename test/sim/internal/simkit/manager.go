@@ -104,19 +104,41 @@ func HasStatusSubresource(cfg *rest.Config, groupVersion, resource string) (bool
 	return false, nil
 }
 
-// Handle is a manager running in the background.
+// NamespacedCache is the cache option of a simulator restricted to namespaces; every namespace when
+// there are none.
+func NamespacedCache(namespaces []string) cache.Options {
+	o := cache.Options{}
+	if len(namespaces) > 0 {
+		o.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o
+}
+
+// Handle is a manager running in the background. A nil Handle is a simulator that was set up on a
+// caller's manager: it has no Done channel and no error of its own.
 type Handle struct {
 	done chan struct{}
 	mu   sync.Mutex
 	err  error
 }
 
-// Done is closed when the manager has stopped.
-func (h *Handle) Done() <-chan struct{} { return h.done }
+// Done is closed when the manager has stopped; nil for a nil Handle.
+func (h *Handle) Done() <-chan struct{} {
+	if h == nil {
+		return nil
+	}
+	return h.done
+}
 
 // Err is the error the manager stopped with, nil while it runs or when it stopped because its context
 // ended.
 func (h *Handle) Err() error {
+	if h == nil {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
