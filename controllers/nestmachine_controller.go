@@ -49,7 +49,8 @@ const (
 // cluster named by their Machine's failure domain and reports what they become.
 type NestMachineReconciler struct {
 	Client client.Client
-	// APIReader reads bootstrap Secrets, which the manager does not cache.
+	// APIReader reads bootstrap Secrets, which the manager does not cache, and the NestMachine when
+	// its conditions are patched.
 	APIReader client.Reader
 	Registry  *infra.Registry
 	// ClusterCache reaches the tenant clusters, to set a Node's providerID when nothing else does.
@@ -189,7 +190,7 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if isPaused, requeue, err := paused.EnsurePausedCondition(ctx, r.Client, cluster, nm); err != nil || isPaused || requeue {
 		return ctrl.Result{}, err
 	}
-	helper, err := patch.NewHelper(nm, r.Client)
+	helper, err := patch.NewHelper(nm, liveConditionsClient{Client: r.Client, live: r.APIReader})
 	if err != nil {
 		return ctrl.Result{}, err
 	}
