@@ -161,8 +161,10 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		justConnected = true
 	}
 	// Whatever was orphaned while the Infra cluster was away (or while the manager was down) is
-	// swept when it comes back.
-	if justConnected || len(ic.Status.Orphans) > 0 {
+	// swept when it comes back; and at every full probe, so that an object whose NestMachine went
+	// away without recording it (a crash between creating it and writing status) does not outlive
+	// it by more than a minute. A sweep reads only from the caches.
+	if justConnected || len(ic.Status.Orphans) > 0 || res.Full {
 		swept, err := sweep(ctx, r.Client, conn)
 		if err != nil {
 			log.Error(err, "Sweeping orphans")

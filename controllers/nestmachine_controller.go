@@ -371,8 +371,17 @@ func (r *NestMachineReconciler) reconcileDelete(ctx context.Context, s *machineS
 	nm.Status.Phase = infrav1.NestMachinePhaseDeleting
 	conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.DeletingReason})
 	if nm.Status.Remote == nil {
-		controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
-		return ctrl.Result{}, nil
+		// The cached copy may predate the write that recorded the remote object: ask the API server
+		// before concluding there is nothing to delete.
+		live := &infrav1.NestMachine{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(nm), live); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if live.Status.Remote == nil {
+			controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
+			return ctrl.Result{}, nil
+		}
+		nm.Status.Remote = live.Status.Remote
 	}
 	s.infraName = nm.Status.Remote.InfraCluster
 	s.namespace = nm.Status.Remote.Namespace
