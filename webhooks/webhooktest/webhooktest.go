@@ -49,8 +49,10 @@ func ManifestsPath() string {
 // Options configure Start.
 type Options struct {
 	// Observe, when set, is called after each request the webhook server answers, with the webhook's
-	// path, the AdmissionReview it received and the time the server spent on it. Benchmarks use it.
-	Observe func(path string, review []byte, took time.Duration)
+	// path, the AdmissionReview it received, the time from the request reaching the server until the
+	// response was written (took), and the part of it after the request body had arrived (handled).
+	// Benchmarks use it.
+	Observe func(path string, review []byte, took, handled time.Duration)
 }
 
 // Start starts the API server, installs the webhook configurations, starts a manager with every
@@ -122,7 +124,7 @@ func (e *Environment) Stop() error {
 // observedServer times every request of the webhooks registered with it.
 type observedServer struct {
 	webhook.Server
-	observe func(path string, review []byte, took time.Duration)
+	observe func(path string, review []byte, took, handled time.Duration)
 }
 
 // Register registers handler at path, timed from the moment the request reaches it until the
@@ -136,7 +138,8 @@ func (s observedServer) Register(path string, handler http.Handler) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(review))
+		received := time.Now()
 		handler.ServeHTTP(w, r)
-		s.observe(path, review, time.Since(start))
+		s.observe(path, review, time.Since(start), time.Since(received))
 	}))
 }
