@@ -5,8 +5,6 @@ import (
 	"errors"
 
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/kubevirt"
@@ -35,14 +33,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Infra, error) {
 		return nil, errors.New("no simulator asked for")
 	}
 	infra := &Infra{}
-	var cacheOpts []cache.Options
+	var parts []simkit.Part
 	if opts.KubeVirt != nil {
 		s, err := kubevirt.New(*opts.KubeVirt)
 		if err != nil {
 			return nil, err
 		}
 		infra.KubeVirt = s
-		cacheOpts = append(cacheOpts, s.CacheOptions())
+		parts = append(parts, s)
 	}
 	if opts.Metal3 != nil {
 		s, err := metal3.New(*opts.Metal3)
@@ -50,26 +48,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Infra, error) {
 			return nil, err
 		}
 		infra.Metal3 = s
-		cacheOpts = append(cacheOpts, s.CacheOptions())
+		parts = append(parts, s)
 	}
-	mgr, err := simkit.NewManager(cfg, mergeCacheOptions(cacheOpts...))
-	if err != nil {
-		return nil, err
-	}
-	var watched []client.Object
-	if infra.KubeVirt != nil {
-		if err := infra.KubeVirt.SetupWithManager(ctx, mgr); err != nil {
-			return nil, err
-		}
-		watched = append(watched, infra.KubeVirt.Watched()...)
-	}
-	if infra.Metal3 != nil {
-		if err := infra.Metal3.SetupWithManager(ctx, mgr); err != nil {
-			return nil, err
-		}
-		watched = append(watched, infra.Metal3.Watched()...)
-	}
-	if infra.handle, err = simkit.Start(ctx, mgr, watched); err != nil {
+	var err error
+	if infra.handle, err = simkit.Run(ctx, cfg, parts...); err != nil {
 		return nil, err
 	}
 	return infra, nil
@@ -80,31 +62,3 @@ func (i *Infra) Done() <-chan struct{} { return i.handle.Done() }
 
 // Err is the error the simulators stopped with.
 func (i *Infra) Err() error { return i.handle.Err() }
-
-// mergeCacheOptions combines the cache needs of simulators sharing a manager: the union of their
-// namespaces (all when one wants all) and their per-kind settings (each kind is one simulator's).
-func mergeCacheOptions(opts ...cache.Options) cache.Options {
-	out := cache.Options{}
-	all := false
-	for _, o := range opts {
-		if len(o.DefaultNamespaces) == 0 {
-			all = true
-		}
-		for ns, c := range o.DefaultNamespaces {
-			if out.DefaultNamespaces == nil {
-				out.DefaultNamespaces = map[string]cache.Config{}
-			}
-			out.DefaultNamespaces[ns] = c
-		}
-		for obj, by := range o.ByObject {
-			if out.ByObject == nil {
-				out.ByObject = map[client.Object]cache.ByObject{}
-			}
-			out.ByObject[obj] = by
-		}
-	}
-	if all {
-		out.DefaultNamespaces = nil
-	}
-	return out
-}

@@ -2,18 +2,13 @@ package kubevirt_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -24,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/nodes"
 )
@@ -34,22 +30,8 @@ var env *envtest.Environment
 
 func TestMain(m *testing.M) {
 	// SIM_LOG=<verbosity> shows the simulators' logs.
-	logger := logr.Discard()
-	if v, err := strconv.Atoi(os.Getenv("SIM_LOG")); err == nil {
-		logger = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{Verbosity: v})
-	}
-	ctrl.SetLogger(logger)
-	var err error
-	env, err = envtest.Start(envtest.Options{CRDs: envtest.Infra})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	ctrl.SetLogger(simkit.LoggerFromEnv())
+	envtest.Main(m, envtest.Options{CRDs: envtest.Infra}, &env)
 }
 
 var simIDs atomic.Int32

@@ -62,14 +62,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Simulator, error
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := simkit.NewManager(cfg, s.CacheOptions())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.SetupWithManager(ctx, mgr); err != nil {
-		return nil, err
-	}
-	if s.handle, err = simkit.Start(ctx, mgr, s.Watched()); err != nil {
+	if s.handle, err = simkit.Run(ctx, cfg, s); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -3,16 +3,12 @@ package metal3_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
+	"github.com/nestcapi/cluster-api-provider-nest/test/sim/internal/simkit"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/metal3"
 )
 
@@ -31,22 +28,8 @@ var env *envtest.Environment
 
 func TestMain(m *testing.M) {
 	// SIM_LOG=<verbosity> shows the simulators' logs.
-	logger := logr.Discard()
-	if v, err := strconv.Atoi(os.Getenv("SIM_LOG")); err == nil {
-		logger = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, prefix, args) }, funcr.Options{Verbosity: v})
-	}
-	ctrl.SetLogger(logger)
-	var err error
-	env, err = envtest.Start(envtest.Options{CRDs: envtest.Infra})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	ctrl.SetLogger(simkit.LoggerFromEnv())
+	envtest.Main(m, envtest.Options{CRDs: envtest.Infra}, &env)
 }
 
 var simIDs atomic.Int32

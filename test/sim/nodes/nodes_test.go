@@ -3,7 +3,6 @@ package nodes_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
@@ -25,17 +24,7 @@ import (
 var env *envtest.Environment
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = envtest.Start(envtest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	envtest.Main(m, envtest.Options{}, &env)
 }
 
 func TestCreateMakesReadySchedulableNodesWithCapacity(t *testing.T) {
