@@ -175,3 +175,21 @@ func vmSpec() infrav1.NestMachineSpec {
 		BootImage: infrav1.BootImage{ContainerDisk: &infrav1.ContainerDiskSource{Image: "quay.io/containerdisks/fedora:42"}},
 	}}
 }
+
+// stopAPIServer stops env's API server for the rest of t, or until the returned func starts it
+// again: an Infra cluster lost and brought back.
+func stopAPIServer(t *testing.T, env *envtest.Environment) (restart func()) {
+	t.Helper()
+	NewWithT(t).Expect(env.StopAPIServer()).To(Succeed())
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = env.StartAPIServer()
+		}
+	})
+	return func() {
+		t.Helper()
+		NewWithT(t).Expect(env.StartAPIServer()).To(Succeed())
+		stopped = false
+	}
+}

@@ -143,13 +143,7 @@ func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *tes
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
 	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
 
-	g.Expect(topo.Infras[2].StopAPIServer()).To(Succeed())
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			_ = topo.Infras[2].StartAPIServer()
-		}
-	})
+	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: "infra-c"}}).(*infrav1.InfraCluster)
 		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
@@ -158,8 +152,7 @@ func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *tes
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "the lost Infra cluster leaves the failure domains within 10 s")
 	g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), "two Infra clusters still serve the tenant")
 
-	g.Expect(topo.Infras[2].StartAPIServer()).To(Succeed())
-	stopped = false
+	restartInfra()
 	g.Eventually(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(ConsistOf(threeInfras))
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the recovered Infra cluster returns")

@@ -425,13 +425,7 @@ func TestBareMetalUnreachableInfraDuringDeleteReleasesTheHostOnReturn(t *testing
 	waitHostProvisioned(t, nm)
 	hostName := get(g, nm).(*infrav1.NestMachine).Status.Remote.Name
 
-	g.Expect(topo.Infras[2].StopAPIServer()).To(Succeed())
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			_ = topo.Infras[2].StartAPIServer()
-		}
-	})
+	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
@@ -443,8 +437,7 @@ func TestBareMetalUnreachableInfraDuringDeleteReleasesTheHostOnReturn(t *testing
 			HaveField("Kind", "BareMetalHost"), HaveField("Namespace", p.ns), HaveField("Name", hostName))))
 	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
 
-	g.Expect(topo.Infras[2].StartAPIServer()).To(Succeed())
-	stopped = false
+	restartInfra()
 	p.expectAllReleased(t)
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(BeEmpty(), "the released host is no orphan any more")

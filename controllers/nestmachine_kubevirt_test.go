@@ -197,13 +197,7 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 	waitProvisioned(t, nm)
 	ns, vmName := tenantNamespace(nc), kubevirt.VMName(nm)
 
-	g.Expect(topo.Infras[2].StopAPIServer()).To(Succeed())
-	stopped := true
-	t.Cleanup(func() {
-		if stopped {
-			_ = topo.Infras[2].StartAPIServer()
-		}
-	})
+	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
@@ -215,8 +209,7 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 			HaveField("Kind", "VirtualMachine"), HaveField("Namespace", ns), HaveField("Name", vmName))))
 	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
 
-	g.Expect(topo.Infras[2].StartAPIServer()).To(Succeed())
-	stopped = false
+	restartInfra()
 	g.Eventually(func(g Gomega) {
 		err := topo.Infras[2].Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: vmName}, &kubevirtv1.VirtualMachine{})
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the sweeper deletes the orphaned VM, got %v", err)
