@@ -10,16 +10,11 @@ import (
 
 	"github.com/nestcapi/cluster-api-provider-nest/internal/manager"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
-	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
 )
 
 // ProviderNamespace is the provider's namespace in the management cluster: it holds the kubeconfig
 // Secrets of the InfraClusters.
 const ProviderNamespace = "nest-system"
-
-// spreadWebhookPath is the control-plane spread webhook's path, to tell whether the manager registered
-// the provider's webhooks.
-const spreadWebhookPath = "/mutate-cluster-x-k8s-io-v1beta2-machine-nest-controlplane-spread"
 
 // newProviderManager builds the provider's manager, as main.go does, with its webhooks served on the
 // webhook server wh was installed for.
@@ -35,12 +30,6 @@ func newProviderManager(ctx context.Context, cfg *rest.Config, wh *crenvtest.Web
 	mgr, err := manager.New(ctrl.LoggerInto(ctx, o.Log.WithName("nest")), cfg, envtest.Scheme(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating the provider's manager: %w", err)
-	}
-	// The manager registers the webhooks itself once webhooks/ is wired into it.
-	if !servesPath(mgr, spreadWebhookPath) {
-		if err := webhooks.SetupWithManager(mgr); err != nil {
-			return nil, fmt.Errorf("setting up the provider's webhooks: %w", err)
-		}
 	}
 	return mgr, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
@@ -112,15 +110,4 @@ func capiWebhookManifests() ([]webhookManifest, error) {
 // nestWebhookManifests is the provider's generated webhook configuration.
 func nestWebhookManifests() webhookManifest {
 	return webhookManifest{prefix: "nest-", path: filepath.Join(envtest.RepoRoot(), "config", "webhook", "manifests.yaml")}
-}
-
-// servesPath reports whether a manager's webhook server has a handler for path.
-func servesPath(mgr ctrl.Manager, path string) bool {
-	// The server creates its mux when the first webhook registers.
-	mux := mgr.GetWebhookServer().WebhookMux()
-	if mux == nil {
-		return false
-	}
-	_, pattern := mux.Handler(httptest.NewRequest("POST", path, nil))
-	return pattern != ""
 }
