@@ -111,22 +111,8 @@ func FuzzNestMachineWebhooks(f *testing.F) {
 	)
 	f.Fuzz(func(t *testing.T, oldRaw, newRaw []byte, dryRun bool) {
 		ctx := dryRunContext(dryRun)
-		w := &NestMachine{}
-		oldM, newM := &infrav1.NestMachine{}, &infrav1.NestMachine{}
-		if decode(oldRaw, oldM) && decode(newRaw, newM) {
-			requireIdempotentDefault(t, func(m *infrav1.NestMachine) { _ = w.Default(ctx, m) }, newM)
-			_, _ = w.ValidateCreate(ctx, newM)
-			_, _ = w.ValidateUpdate(ctx, oldM, newM)
-			_, _ = w.ValidateDelete(ctx, newM)
-		}
-		tw := &NestMachineTemplate{}
-		oldT, newT := &infrav1.NestMachineTemplate{}, &infrav1.NestMachineTemplate{}
-		if decode(oldRaw, oldT) && decode(newRaw, newT) {
-			requireIdempotentDefault(t, func(m *infrav1.NestMachineTemplate) { _ = tw.Default(ctx, m) }, newT)
-			_, _ = tw.ValidateCreate(ctx, newT)
-			_, _ = tw.ValidateUpdate(ctx, oldT, newT)
-			_, _ = tw.ValidateDelete(ctx, newT)
-		}
+		exercise(t, ctx, &NestMachine{}, oldRaw, newRaw, &infrav1.NestMachine{}, &infrav1.NestMachine{})
+		exercise(t, ctx, &NestMachineTemplate{}, oldRaw, newRaw, &infrav1.NestMachineTemplate{}, &infrav1.NestMachineTemplate{})
 	})
 }
 
@@ -145,30 +131,9 @@ func FuzzClusterWebhooks(f *testing.F) {
 	reader := fuzzReader()
 	f.Fuzz(func(t *testing.T, oldRaw, newRaw []byte, dryRun bool) {
 		ctx := dryRunContext(dryRun)
-		nc := &NestCluster{Client: reader}
-		oldC, newC := &infrav1.NestCluster{}, &infrav1.NestCluster{}
-		if decode(oldRaw, oldC) && decode(newRaw, newC) {
-			requireIdempotentDefault(t, func(c *infrav1.NestCluster) { _ = nc.Default(ctx, c) }, newC)
-			_, _ = nc.ValidateCreate(ctx, newC)
-			_, _ = nc.ValidateUpdate(ctx, oldC, newC)
-			_, _ = nc.ValidateDelete(ctx, newC)
-		}
-		nct := &NestClusterTemplate{Client: reader}
-		oldT, newT := &infrav1.NestClusterTemplate{}, &infrav1.NestClusterTemplate{}
-		if decode(oldRaw, oldT) && decode(newRaw, newT) {
-			requireIdempotentDefault(t, func(c *infrav1.NestClusterTemplate) { _ = nct.Default(ctx, c) }, newT)
-			_, _ = nct.ValidateCreate(ctx, newT)
-			_, _ = nct.ValidateUpdate(ctx, oldT, newT)
-			_, _ = nct.ValidateDelete(ctx, newT)
-		}
-		ic := &InfraCluster{Client: reader}
-		oldI, newI := &infrav1.InfraCluster{}, &infrav1.InfraCluster{}
-		if decode(oldRaw, oldI) && decode(newRaw, newI) {
-			requireIdempotentDefault(t, func(c *infrav1.InfraCluster) { _ = ic.Default(ctx, c) }, newI)
-			_, _ = ic.ValidateCreate(ctx, newI)
-			_, _ = ic.ValidateUpdate(ctx, oldI, newI)
-			_, _ = ic.ValidateDelete(ctx, newI)
-		}
+		exercise(t, ctx, &NestCluster{Client: reader}, oldRaw, newRaw, &infrav1.NestCluster{}, &infrav1.NestCluster{})
+		exercise(t, ctx, &NestClusterTemplate{Client: reader}, oldRaw, newRaw, &infrav1.NestClusterTemplate{}, &infrav1.NestClusterTemplate{})
+		exercise(t, ctx, &InfraCluster{Client: reader}, oldRaw, newRaw, &infrav1.InfraCluster{}, &infrav1.InfraCluster{})
 	})
 }
 
@@ -208,6 +173,25 @@ func FuzzControlPlaneSpread(f *testing.F) {
 		}
 		_ = s.Validate(context.Background(), req)
 	})
+}
+
+// typedWebhook is a defaulting and validating webhook of one kind, as controller-runtime calls it.
+type typedWebhook[T runtime.Object] interface {
+	admission.Defaulter[T]
+	admission.Validator[T]
+}
+
+// exercise decodes oldRaw and newRaw into oldObj and newObj and, when both decode, runs every call
+// of w on them: none may panic, and defaulting must be idempotent.
+func exercise[T runtime.Object](t *testing.T, ctx context.Context, w typedWebhook[T], oldRaw, newRaw []byte, oldObj, newObj T) {
+	t.Helper()
+	if !decode(oldRaw, oldObj) || !decode(newRaw, newObj) {
+		return
+	}
+	requireIdempotentDefault(t, func(o T) { _ = w.Default(ctx, o) }, newObj)
+	_, _ = w.ValidateCreate(ctx, newObj)
+	_, _ = w.ValidateUpdate(ctx, oldObj, newObj)
+	_, _ = w.ValidateDelete(ctx, newObj)
 }
 
 // requireIdempotentDefault applies a defaulter twice: the second time must change nothing, or every
