@@ -18,8 +18,6 @@ import (
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
-	"sigs.k8s.io/cluster-api/util/paused"
 	"sigs.k8s.io/cluster-api/util/predicates"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -60,6 +58,7 @@ type NestMachineReconciler struct {
 	WatchFilter  string
 
 	controller controller.Controller
+	versions   writtenVersions
 }
 
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestmachines,verbs=get;list;watch;update;patch
@@ -100,7 +99,7 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&infrav1.NestMachine{}).
+		For(&infrav1.NestMachine{}, builder.WithPredicates(notOwnWrite(func(nm *infrav1.NestMachine) { nm.Spec.ProviderID = "" }))).
 		WithEventFilter(predicates.ResourceHasFilterLabel(mgr.GetScheme(), log, r.WatchFilter)).
 		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(util.MachineToInfrastructureMapFunc(infrav1.GroupVersion.WithKind("NestMachine")))).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterToMachines),
@@ -157,6 +156,8 @@ type machineScope struct {
 	conn        *infra.Connection
 	namespace   string
 	nestCluster *infrav1.NestCluster
+	// unreachable, when set, is why the provisioned machine's Infra cluster cannot be reached now.
+	unreachable string
 }
 
 // Reconcile brings one NestMachine to its desired state.
@@ -164,7 +165,19 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	log := ctrl.LoggerFrom(ctx)
 	nm := &infrav1.NestMachine{}
 	if err := r.Client.Get(ctx, req.NamespacedName, nm); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.versions.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.versions.stale(nm) {
+		// The cache is behind this controller's last write: work from the API server's copy.
+		if err := r.APIReader.Get(ctx, req.NamespacedName, nm); err != nil {
+			if apierrors.IsNotFound(err) {
+				r.versions.forget(req.NamespacedName)
+			}
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	machine, err := util.GetOwnerMachine(ctx, r.Client, nm.ObjectMeta)
 	if err != nil {
@@ -187,29 +200,33 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	log = log.WithValues("Cluster", klog.KObj(cluster))
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	if isPaused, requeue, err := paused.EnsurePausedCondition(ctx, r.Client, cluster, nm); err != nil || isPaused || requeue {
-		return ctrl.Result{}, err
-	}
-	helper, err := patch.NewHelper(nm, liveConditionsClient{Client: r.Client, live: r.APIReader})
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	p := newPatcher(r.Client, nm)
+	s := &machineScope{nm: nm, machine: machine, cluster: cluster}
 	defer func() {
 		summarizeMachine(nm)
-		if err := helper.Patch(ctx, nm, patch.WithOwnedConditions{Conditions: []string{
-			infrav1.VMProvisionedCondition, infrav1.BootstrapReadyCondition, infrav1.LiveMigratableCondition,
-			infrav1.HostClaimedCondition, infrav1.HostProvisionedCondition, infrav1.ReadyCondition, clusterv1.PausedCondition,
-		}}); err != nil && !apierrors.IsNotFound(err) {
-			reterr = errors.Join(reterr, fmt.Errorf("patching NestMachine %s: %w", klog.KObj(nm), err))
+		if s.unreachable != "" {
+			conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterUnavailableReason, Message: s.unreachable})
+		}
+		switch err := p.Patch(ctx, nm); {
+		case apierrors.IsNotFound(err), err == nil && !nm.DeletionTimestamp.IsZero() && len(nm.Finalizers) == 0:
+			r.versions.forget(req.NamespacedName)
+		case err != nil:
+			reterr = errors.Join(reterr, err)
+		default:
+			r.versions.record(nm)
 		}
 	}()
+	if setPaused(r.Client.Scheme(), cluster, nm) {
+		return ctrl.Result{}, nil
+	}
 
-	s := &machineScope{nm: nm, machine: machine, cluster: cluster}
 	if !nm.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
-	if controllerutil.AddFinalizer(nm, infrav1.NestMachineFinalizer) {
-		return ctrl.Result{}, nil
+	// The finalizer is stored before anything is created in an Infra cluster, so that a delete
+	// always comes through this controller.
+	if err := p.AddFinalizer(ctx, nm, infrav1.NestMachineFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	return r.reconcileNormal(ctx, s)
 }
@@ -230,6 +247,12 @@ func (r *NestMachineReconciler) reconcileNormal(ctx context.Context, s *machineS
 		var w *waitError
 		if errors.As(err, &w) {
 			log.Info("Waiting: "+w.message, "reason", w.reason)
+			if w.reason == infrav1.InfraClusterUnavailableReason && ptr.Deref(nm.Status.Initialization.Provisioned, false) {
+				// Provisioned is what was last seen: not reaching the Infra cluster now does not
+				// unprovision the machine. Ready says what is wrong.
+				s.unreachable = w.message
+				return ctrl.Result{}, nil
+			}
 			setWaiting(nm, provisionedCondition, w.reason, w.message)
 			return ctrl.Result{}, nil
 		}

@@ -73,16 +73,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 		nm.Spec.ProviderID = ProviderID(s.infraName, s.namespace, vmName)
 	}
 
-	secret := &corev1.Secret{}
-	switch err := c.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: in.BootstrapSecretName}, secret); {
-	case err == nil:
-		conditions.Set(nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
-	case apierrors.IsNotFound(err) && !ptr.Deref(nm.Status.Initialization.Provisioned, false):
-		// Created the VM but not its Secret (a restart in between): make it now.
-		if err := r.createBootstrapSecret(ctx, s, in, vm); err != nil {
-			return ctrl.Result{}, err
-		}
-	case err != nil && !apierrors.IsNotFound(err):
+	if err := r.ensureBootstrapSecret(ctx, s, in, vm); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -163,12 +154,34 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 	return desired, ctrl.Result{}, nil
 }
 
-func (r *NestMachineReconciler) createBootstrapSecret(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine) error {
-	data, _, err := r.bootstrapData(ctx, s)
-	if err != nil {
-		return err
+// ensureBootstrapSecret makes sure the VM's bootstrap Secret exists until the machine is provisioned
+// (after that the guest has read it; a Secret deleted then is not put back).
+func (r *NestMachineReconciler) ensureBootstrapSecret(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine) error {
+	key := client.ObjectKey{Namespace: s.namespace, Name: in.BootstrapSecretName}
+	err := s.conn.Client().Get(ctx, key, &corev1.Secret{})
+	if apierrors.IsNotFound(err) && !ptr.Deref(s.nm.Status.Initialization.Provisioned, false) {
+		// The cache has not seen it: usually because it was created a moment ago, right after the VM
+		// whose event brought this reconcile. Ask the Infra cluster before making it again, which
+		// would mean reading the bootstrap data once more.
+		err = s.conn.Uncached.Get(ctx, key, &corev1.Secret{})
+		if apierrors.IsNotFound(err) {
+			// Created the VM but not its Secret (a restart in between): make it now.
+			data, _, err := r.bootstrapData(ctx, s)
+			if err != nil {
+				return err
+			}
+			return r.createBootstrapSecretWithData(ctx, s, in, vm, data)
+		}
 	}
-	return r.createBootstrapSecretWithData(ctx, s, in, vm, data)
+	switch {
+	case err == nil:
+		conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+		return nil
+	case apierrors.IsNotFound(err):
+		return nil
+	default:
+		return fmt.Errorf("reading the bootstrap Secret %s in Infra cluster %s: %w", key, s.infraName, err)
+	}
 }
 
 // createBootstrapSecretWithData puts the bootstrap data next to the VM, owned by it so it goes with it.

@@ -77,7 +77,7 @@ func TestVMMachinesProvisionInTheirFailureDomain(t *testing.T) {
 		vmName := kubevirt.VMName(tc.nm)
 		g.Expect(tc.nm.Spec.ProviderID).To(Equal(controllers.ProviderID(tc.infra, ns, vmName)))
 		g.Expect(tc.nm.Status.FailureDomain).To(Equal(tc.infra))
-		g.Expect(tc.nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning))
+		g.Expect(tc.nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning), "conditions: %+v", tc.nm.Status.Conditions)
 		g.Expect(tc.nm.Status.Addresses).To(ContainElement(HaveField("Type", clusterv1.MachineInternalIP)))
 		g.Expect(conditions.IsTrue(tc.nm, infrav1.BootstrapReadyCondition)).To(BeTrue())
 		g.Expect(conditions.IsTrue(tc.nm, infrav1.ReadyCondition)).To(BeTrue())
@@ -200,6 +200,15 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
+	// A provisioned machine stays provisioned while its Infra cluster is away; Ready says why not.
+	g.Eventually(func(g Gomega) {
+		get(g, nm)
+		g.Expect(conditions.GetReason(nm, infrav1.ReadyCondition)).To(Equal(infrav1.InfraClusterUnavailableReason))
+		g.Expect(conditions.IsTrue(nm, infrav1.VMProvisionedCondition)).To(BeTrue())
+		g.Expect(nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning))
+		g.Expect(ptr.Deref(nm.Status.Initialization.Provisioned, false)).To(BeTrue())
 	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())

@@ -2,21 +2,210 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/annotations"
+	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// liveConditionsClient is the client a patch helper gets: writes as the manager's client, reads from
-// the API server. CAPI's patch helper reads the object again before patching its conditions under
-// optimistic locking; from the cache, that read can miss the reconciler's own previous write (a
-// remote event can start the next reconcile before the watch delivers it), and each retry is a
-// PATCH the API server rejects with a conflict. One live GET makes the first PATCH succeed.
-type liveConditionsClient struct {
-	client.Client
-	live client.Reader
+// patcher writes back what a reconcile changed on an object whose status, conditions included,
+// only its own controller writes (NestMachine, NestCluster): one merge patch for metadata and spec
+// when they changed, then one status merge patch when the status changed, and nothing when neither
+// did.
+//
+// It replaces CAPI's patch helper for those objects. The helper writes conditions apart from the
+// rest of the status, under optimistic locking after reading the object again, so that controllers
+// sharing an object's conditions do not overwrite each other; that is a GET and a second PATCH per
+// reconcile, and a conflict loop whenever the read comes from a cache that has not seen the previous
+// write yet. With one owner there is nothing to merge: the reconcile's conditions are the truth, and a
+// merge patch replaces the list with them.
+type patcher[T client.Object] struct {
+	c      client.Client
+	before T
 }
 
-// Get reads obj from the API server.
-func (c liveConditionsClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	return c.live.Get(ctx, key, obj, opts...)
+func newPatcher[T client.Object](c client.Client, obj T) *patcher[T] {
+	return &patcher[T]{c: c, before: obj.DeepCopyObject().(T)}
+}
+
+// Patch writes obj's changes since newPatcher. obj ends with the API server's copy of what was
+// written last.
+func (p *patcher[T]) Patch(ctx context.Context, obj T) error {
+	mainChanged, statusChanged, err := changes(p.before, obj)
+	if err != nil {
+		return err
+	}
+	if mainChanged {
+		// Patch a copy: the response carries the API server's status, which would overwrite the
+		// status this reconcile computed.
+		written := obj.DeepCopyObject().(T)
+		if err := p.c.Patch(ctx, written, client.MergeFrom(p.before)); err != nil {
+			return fmt.Errorf("patching %s: %w", klog.KObj(obj), err)
+		}
+		if !written.GetDeletionTimestamp().IsZero() && len(written.GetFinalizers()) == 0 {
+			// The last finalizer went: the object is gone, and its status with it.
+			return nil
+		}
+		obj.SetResourceVersion(written.GetResourceVersion())
+	}
+	if statusChanged {
+		if err := p.c.Status().Patch(ctx, obj, client.MergeFrom(p.before)); err != nil {
+			return fmt.Errorf("patching the status of %s: %w", klog.KObj(obj), err)
+		}
+	}
+	return nil
+}
+
+// AddFinalizer adds finalizer to obj and writes it at once, unless obj has it already.
+func (p *patcher[T]) AddFinalizer(ctx context.Context, obj T, finalizer string) error {
+	if controllerutil.ContainsFinalizer(obj, finalizer) {
+		return nil
+	}
+	written := p.before.DeepCopyObject().(T)
+	controllerutil.AddFinalizer(written, finalizer)
+	if err := p.c.Patch(ctx, written, client.MergeFrom(p.before)); err != nil {
+		return fmt.Errorf("adding finalizer %s to %s: %w", finalizer, klog.KObj(obj), err)
+	}
+	for _, o := range []T{p.before, obj} {
+		controllerutil.AddFinalizer(o, finalizer)
+		o.SetResourceVersion(written.GetResourceVersion())
+	}
+	return nil
+}
+
+// changes reports whether metadata or spec, and whether status, differ between before and after,
+// leaving out what the API server sets (resourceVersion, generation, managedFields).
+func changes(before, after client.Object) (main, status bool, err error) {
+	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+	if err != nil {
+		return false, false, err
+	}
+	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(after)
+	if err != nil {
+		return false, false, err
+	}
+	status = !reflect.DeepEqual(b["status"], a["status"])
+	for _, u := range []map[string]any{b, a} {
+		delete(u, "status")
+		// What the API server sets is not a change to write.
+		if meta, ok := u["metadata"].(map[string]any); ok {
+			delete(meta, "resourceVersion")
+			delete(meta, "generation")
+			delete(meta, "managedFields")
+		}
+	}
+	return !reflect.DeepEqual(b, a), status, nil
+}
+
+// setPaused sets the Paused condition of obj as CAPI defines it (the Cluster's spec.paused or the
+// object's cluster.x-k8s.io/paused annotation) and reports whether reconciling stops there. The
+// condition is written by the reconcile's patch, with the rest of the status.
+func setPaused(scheme *runtime.Scheme, cluster *clusterv1.Cluster, obj interface {
+	client.Object
+	conditions.Setter
+}) bool {
+	var reasons []string
+	if ptr.Deref(cluster.Spec.Paused, false) {
+		reasons = append(reasons, "Cluster spec.paused is set to true")
+	}
+	if annotations.HasPaused(obj) {
+		kind := "Object"
+		if gvk, err := apiutil.GVKForObject(obj, scheme); err == nil {
+			kind = gvk.Kind
+		}
+		reasons = append(reasons, kind+" has the cluster.x-k8s.io/paused annotation")
+	}
+	c := metav1.Condition{Type: clusterv1.PausedCondition, Status: metav1.ConditionFalse, Reason: clusterv1.NotPausedReason, ObservedGeneration: obj.GetGeneration()}
+	if len(reasons) > 0 {
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, clusterv1.PausedReason, strings.Join(reasons, ", ")
+	}
+	conditions.Set(obj, c)
+	return len(reasons) > 0
+}
+
+// notOwnWrite passes every event but the update that only carries what the object's own controller
+// writes: its status, its finalizers, and the spec fields clearOwn clears. The reconcile that wrote
+// those knew them already; waking it again would be a reconcile that finds nothing to do (and, while
+// the cache is behind, one that works from the copy before its own write).
+func notOwnWrite[T client.Object](clearOwn func(T)) predicate.TypedPredicate[client.Object] {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(T)
+		updated, okNew := e.ObjectNew.(T)
+		if !okOld || !okNew {
+			return true
+		}
+		return othersChanged(old, updated, clearOwn)
+	}}
+}
+
+// othersChanged reports whether new differs from old in anything but status, finalizers,
+// resourceVersion, managedFields, generation and what clearOwn clears.
+func othersChanged[T client.Object](old, updated T, clearOwn func(T)) bool {
+	o, n := old.DeepCopyObject().(T), updated.DeepCopyObject().(T)
+	for _, obj := range []T{o, n} {
+		obj.SetFinalizers(nil)
+		obj.SetResourceVersion("")
+		obj.SetManagedFields(nil)
+		obj.SetGeneration(0)
+		clearOwn(obj)
+	}
+	ou, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return true
+	}
+	nu, err := runtime.DefaultUnstructuredConverter.ToUnstructured(n)
+	if err != nil {
+		return true
+	}
+	delete(ou, "status")
+	delete(nu, "status")
+	return !reflect.DeepEqual(ou, nu)
+}
+
+// writtenVersions remembers, per object, the resourceVersion this controller last wrote or read, so
+// that a reconcile can tell a cached copy that has not caught up with that write yet. An event from an
+// Infra cluster can start the next reconcile before the watch of the management cluster delivers the
+// previous reconcile's write; working from the copy before it would repeat its writes.
+type writtenVersions struct {
+	mu       sync.Mutex
+	versions map[types.NamespacedName]string
+}
+
+// stale reports whether obj, read from the cache, is not the version last written or read.
+func (w *writtenVersions) stale(obj client.Object) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rv, ok := w.versions[client.ObjectKeyFromObject(obj)]
+	return ok && rv != obj.GetResourceVersion()
+}
+
+// record remembers obj's resourceVersion as the latest this controller knows.
+func (w *writtenVersions) record(obj client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.versions == nil {
+		w.versions = map[types.NamespacedName]string{}
+	}
+	w.versions[client.ObjectKeyFromObject(obj)] = obj.GetResourceVersion()
+}
+
+// forget drops what is known of an object that is gone.
+func (w *writtenVersions) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.versions, key)
 }

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -56,7 +57,20 @@ type Watch struct {
 
 type registeredWatch struct {
 	Watch
-	events chan event.TypedGenericEvent[reconcile.Request]
+	events chan event.TypedGenericEvent[remoteEvent]
+}
+
+// RemotePriority is the work-queue priority of a request enqueued by a change in an Infra cluster.
+// It is above the default priority (0) of events in the management cluster: such a change is
+// progress of work already under way (a VM started, a host provisioned, a VM gone), and reporting it
+// is cheap and unblocks CAPI, so it goes before the next machine is created. An Infra cluster cache's
+// first list enqueues at controller-runtime's handler.LowPriority instead, like its own handlers do.
+const RemotePriority = 10
+
+// remoteEvent is a request with the priority it is enqueued with.
+type remoteEvent struct {
+	req      reconcile.Request
+	priority int
 }
 
 // Registry holds the connections to every Infra cluster. It is a manager Runnable: caches live as
@@ -98,15 +112,19 @@ func (r *Registry) Start(ctx context.Context) error {
 // Source returns a controller-runtime source that enqueues the requests the watches map remote
 // events to, from every Infra cluster, now and after any reconnect. Call it before the manager starts.
 func (r *Registry) Source(watches ...Watch) source.TypedSource[reconcile.Request] {
-	events := make(chan event.TypedGenericEvent[reconcile.Request], 1024)
+	events := make(chan event.TypedGenericEvent[remoteEvent], 1024)
 	r.mu.Lock()
 	for _, w := range watches {
 		r.watches = append(r.watches, &registeredWatch{Watch: w, events: events})
 	}
 	r.mu.Unlock()
-	return source.TypedChannel[reconcile.Request, reconcile.Request](events, handler.TypedFuncs[reconcile.Request, reconcile.Request]{
-		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[reconcile.Request], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			q.Add(e.Object)
+	return source.TypedChannel[remoteEvent, reconcile.Request](events, handler.TypedFuncs[remoteEvent, reconcile.Request]{
+		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[remoteEvent], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &e.Object.priority}, e.Object.req)
+				return
+			}
+			q.Add(e.Object.req)
 		},
 	})
 }
@@ -367,10 +385,11 @@ func stripNodeImages(obj any) (any, error) {
 	return obj, nil
 }
 
-// eventForwarder sends the requests an informer event maps to into the watch's channel. It blocks
-// rather than drop an event; the channel's consumer is the controller, which runs as long as the cache.
+// eventForwarder sends the requests an informer event maps to into the watch's channel, at
+// RemotePriority, or handler.LowPriority for the objects of the cache's first list. It blocks rather
+// than drop an event; the channel's consumer is the controller, which runs as long as the cache.
 func eventForwarder(ctx context.Context, infra string, w *registeredWatch) toolscache.ResourceEventHandler {
-	send := func(obj any) {
+	send := func(obj any, priority int) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
@@ -380,15 +399,21 @@ func eventForwarder(ctx context.Context, infra string, w *registeredWatch) tools
 		}
 		for _, req := range w.Map(infra, o) {
 			select {
-			case w.events <- event.TypedGenericEvent[reconcile.Request]{Object: req}:
+			case w.events <- event.TypedGenericEvent[remoteEvent]{Object: remoteEvent{req: req, priority: priority}}:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    send,
-		UpdateFunc: func(_, newObj any) { send(newObj) },
-		DeleteFunc: send,
+	return toolscache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, isInInitialList bool) {
+			if isInInitialList {
+				send(obj, handler.LowPriority)
+				return
+			}
+			send(obj, RemotePriority)
+		},
+		UpdateFunc: func(_, newObj any) { send(newObj, RemotePriority) },
+		DeleteFunc: func(obj any) { send(obj, RemotePriority) },
 	}
 }

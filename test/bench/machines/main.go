@@ -48,6 +48,7 @@ type config struct {
 	timeout             time.Duration
 	baseline            bool
 	cpuProfile          string
+	apiserverProfiles   string
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up when the machines are not all provisioned by then")
 	flag.BoolVar(&c.baseline, "baseline", false, "with -manager-args, measure again with the manager's default flags and print that as an INFO line")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process (simulators, informers, client) during the run to this file")
+	flag.StringVar(&c.apiserverProfiles, "apiserver-cpuprofile", "", "write CPU profiles of the management and the first Infra kube-apiserver, over the first 60 s of the run, to <this>-management.pprof and <this>-infra.pprof")
 	flag.Parse()
 	if c.tenants <= 0 {
 		c.tenants = max(1, c.n/100)
@@ -166,9 +168,22 @@ func measure(ctx context.Context, c config) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
+	apiBefore, err := scrapeAPIServers(ctx, env.Config, infraConfigs)
+	if err != nil {
+		return result{}, err
+	}
 	cpuBefore, err := env.CPUTimes()
 	if err != nil {
 		return result{}, err
+	}
+	if c.apiserverProfiles != "" {
+		for name, cfg := range map[string]*rest.Config{"management": env.Config, "infra": infraConfigs[0]} {
+			go func() {
+				if err := harness.ProfileAPIServer(ctx, cfg, time.Minute, c.apiserverProfiles+"-"+name+".pprof"); err != nil {
+					env.Logf("%v", err)
+				}
+			}()
+		}
 	}
 	load := loadAverage()
 	env.Logf("creating %d NestMachines in %d tenant clusters (load average %s)", c.n, c.tenants, load)
@@ -188,6 +203,10 @@ func measure(ctx context.Context, c config) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
+	apiAfter, err := scrapeAPIServers(ctx, env.Config, infraConfigs)
+	if err != nil {
+		return result{}, err
+	}
 	cpuAfter, err := env.CPUTimes()
 	if err != nil {
 		return result{}, err
@@ -204,6 +223,9 @@ func measure(ctx context.Context, c config) (_ result, err error) {
 	remote := after.Counter(harness.RemoteRequestsMetric, harness.Labels{"purpose": "client"}) -
 		before.Counter(harness.RemoteRequestsMetric, harness.Labels{"purpose": "client"})
 	report(env, c.n, before, after, latencies, early, missing)
+	management, infras := apiServerRequests(apiBefore[:1], apiAfter[:1], c.n), apiServerRequests(apiBefore[1:], apiAfter[1:], c.n)
+	env.Logf("API servers' requests per machine, from every client: management %s; Infra clusters %s",
+		harness.FormatPer(management, float64(c.n)), harness.FormatPer(infras, float64(c.n)))
 	env.Logf("CPU seconds during the run: %s; load average %s -> %s; manager RSS %d MiB at the end, peak %d MiB",
 		cpuAfter.Sub(cpuBefore), load, loadAverage(), rss>>20, peak>>20)
 	return result{
@@ -237,6 +259,37 @@ func report(env *harness.Env, n int, before, after harness.Metrics, latencies []
 			float64(reconciles)/float64(n), perMachine(harness.ReconcileTotalMetric, "result", nestmachine),
 			reconcileSum/float64(reconciles)*1000, queueSum/float64(queued)*1000)
 	}
+}
+
+// scrapeAPIServers reads the metrics of the management and every Infra API server, in that order.
+func scrapeAPIServers(ctx context.Context, mgmt *rest.Config, infras []*rest.Config) ([]harness.Metrics, error) {
+	cfgs := append([]*rest.Config{mgmt}, infras...)
+	out := make([]harness.Metrics, len(cfgs))
+	for i, cfg := range cfgs {
+		m, err := harness.ScrapeAPIServer(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// apiServerRequests adds up the requests the API servers served between the scrapes, by verb and
+// resource, leaving out those under one per hundred machines.
+func apiServerRequests(before, after []harness.Metrics, n int) map[string]float64 {
+	out := map[string]float64{}
+	for i := range before {
+		for k, v := range harness.CounterDelta(before[i], after[i], harness.APIServerRequestsMetric, "verb,resource,subresource", nil) {
+			out[strings.TrimSpace(k)] += v
+		}
+	}
+	for k, v := range out {
+		if v < float64(n)/100 {
+			delete(out, k)
+		}
+	}
+	return out
 }
 
 // waitProvisioned waits until the tracker saw every NestMachine provisioned, logging progress every

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"k8s.io/client-go/rest"
 )
 
 // Metrics is one scrape of the manager's /metrics.
@@ -25,18 +26,35 @@ func (m *Manager) Scrape(ctx context.Context) (Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return scrape(http.DefaultClient, req, "the manager")
+}
+
+// ScrapeAPIServer reads the metrics of the kube-apiserver behind cfg.
+func ScrapeAPIServer(ctx context.Context, cfg *rest.Config) (Metrics, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("scraping the manager's metrics: %w", err)
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	return scrape(httpClient, req, "the API server at "+cfg.Host)
+}
+
+func scrape(c *http.Client, req *http.Request, what string) (Metrics, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping the metrics of %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scraping the manager's metrics: %s", resp.Status)
+		return nil, fmt.Errorf("scraping the metrics of %s: %s", what, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the manager's metrics: %w", err)
+		return nil, fmt.Errorf("parsing the metrics of %s: %w", what, err)
 	}
 	return families, nil
 }
@@ -48,10 +66,18 @@ func (m Metrics) Counter(name string, match Labels) float64 {
 	return sum
 }
 
-// CounterBy sums the counters of family name whose labels match, by the value of label by.
+// CounterBy sums the counters of family name whose labels match, by the value of label by (or of
+// several labels, comma-separated, joined with spaces).
 func (m Metrics) CounterBy(name, by string, match Labels) map[string]float64 {
 	out := map[string]float64{}
-	m.each(name, match, func(s *dto.Metric) { out[labelValue(s, by)] += s.GetCounter().GetValue() })
+	keys := strings.Split(by, ",")
+	m.each(name, match, func(s *dto.Metric) {
+		values := make([]string, len(keys))
+		for i, k := range keys {
+			values[i] = labelValue(s, k)
+		}
+		out[strings.Join(values, " ")] += s.GetCounter().GetValue()
+	})
 	return out
 }
 
@@ -98,6 +124,9 @@ const (
 	// RESTRequestsMetric is client-go's count of requests by host, method and code: the management
 	// cluster's among them.
 	RESTRequestsMetric = "rest_client_requests_total"
+	// APIServerRequestsMetric is the kube-apiserver's count of requests by verb, resource,
+	// subresource and code.
+	APIServerRequestsMetric = "apiserver_request_total"
 	// ReconcileTotalMetric counts controller-runtime's reconciles by controller and result.
 	ReconcileTotalMetric = "controller_runtime_reconcile_total"
 	// ReconcileTimeMetric is controller-runtime's reconcile duration by controller.
