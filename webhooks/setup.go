@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,3 +62,9 @@ func indexControlPlaneMachineByCluster(obj client.Object) []string {
 	}
 	return []string{m.Spec.ClusterName}
 }
+
+// HTTP1Only makes a TLS server offer HTTP/1.1 only. The manager's webhook and metrics servers use it
+// unless --enable-http2 is set, as kubebuilder scaffolds them: HTTP/2 adds the stream-reset attacks
+// of CVE-2023-44487 and CVE-2023-39325, and an API server under load sends an HTTP/2 request's body
+// after its headers, a wait that counts as the webhook's latency (docs/performance.md).
+func HTTP1Only(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }

@@ -29,6 +29,10 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	if err != nil {
 		return nil, fmt.Errorf("reading the TLS and diagnostics flags: %w", err)
 	}
+	if !o.EnableHTTP2 {
+		tlsOptions = append(tlsOptions, webhooks.HTTP1Only)
+		metricsOptions.TLSOpts = append(metricsOptions.TLSOpts, webhooks.HTTP1Only)
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	cfg.UserAgent = "cluster-api-provider-nest-manager"

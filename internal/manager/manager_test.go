@@ -2,11 +2,13 @@ package manager_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http/httptest"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/nestcapi/cluster-api-provider-nest/internal/manager"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
@@ -61,4 +63,26 @@ func TestTheManagerServesTheWebhooksWhenItHasAWebhookPort(t *testing.T) {
 
 func TestWebhookPortZeroServesNoWebhook(t *testing.T) {
 	NewWithT(t).Expect(serves(newManager(t, 0), webhooks.ControlPlaneSpreadValidatePath)).To(BeFalse())
+}
+
+// The webhook server offers HTTP/1.1 only unless --enable-http2 is set.
+func TestTheWebhookServerSpeaksHTTP2OnlyWhenEnabled(t *testing.T) {
+	for _, enable := range []bool{false, true} {
+		opts := manager.DefaultOptions()
+		opts.Manager.DiagnosticsAddress, opts.HealthAddr, opts.InProcessRestart = "0", "0", true
+		opts.EnableHTTP2 = enable
+		mgr, err := manager.New(context.Background(), env.Config, envtest.Scheme(), opts)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred())
+		server, ok := mgr.GetWebhookServer().(*webhook.DefaultServer)
+		NewWithT(t).Expect(ok).To(BeTrue())
+		cfg := &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+		for _, o := range server.Options.TLSOpts {
+			o(cfg)
+		}
+		if enable {
+			NewWithT(t).Expect(cfg.NextProtos).To(ContainElement("h2"), "--enable-http2")
+		} else {
+			NewWithT(t).Expect(cfg.NextProtos).To(Equal([]string{"http/1.1"}), "by default")
+		}
+	}
 }

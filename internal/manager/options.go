@@ -28,6 +28,9 @@ type Options struct {
 	WebhookPort int
 	// WebhookCertDir holds tls.crt and tls.key for the webhook server.
 	WebhookCertDir string
+	// EnableHTTP2 lets the webhook and metrics servers speak HTTP/2; by default they speak HTTP/1.1
+	// only (webhooks.HTTP1Only).
+	EnableHTTP2 bool
 	// SyncPeriod is the resync period of the caches.
 	SyncPeriod time.Duration
 	// Concurrency per controller.
@@ -83,6 +86,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Reconcile only objects labelled cluster.x-k8s.io/watch-filter with this value; empty means all objects.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the webhook server; 0 disables the webhooks.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "Directory holding tls.crt and tls.key of the webhook server.")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", o.EnableHTTP2,
+		"Let the webhook and metrics servers speak HTTP/2. Off by default: HTTP/2 brings the stream-reset attacks of CVE-2023-44487 and CVE-2023-39325, and makes admission slower under load.")
 	fs.DurationVar(&o.SyncPeriod, "sync-period", o.SyncPeriod, "Resync period of the caches: a safety net, not how changes are noticed.")
 	fs.IntVar(&o.InfraClusterConcurrency, "infracluster-concurrency", o.InfraClusterConcurrency, "InfraClusters reconciled at once.")
 	fs.IntVar(&o.NestClusterConcurrency, "nestcluster-concurrency", o.NestClusterConcurrency, "NestClusters reconciled at once.")

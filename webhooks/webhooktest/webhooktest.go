@@ -6,6 +6,7 @@ package webhooktest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,7 +69,9 @@ func Start(opts Options) (*Environment, error) {
 		return nil, err
 	}
 	wh := env.Webhooks
-	server := webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir})
+	// As the manager serves them by default (--enable-http2=false).
+	server := webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir,
+		TLSOpts: []func(*tls.Config){webhooks.HTTP1Only}})
 	if opts.Observe != nil {
 		server = observedServer{Server: server, observe: opts.Observe}
 	}
