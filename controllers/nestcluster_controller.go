@@ -20,8 +20,6 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
-	"sigs.k8s.io/cluster-api/util/paused"
 	"sigs.k8s.io/cluster-api/util/predicates"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -167,28 +165,22 @@ func (r *NestClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	log = log.WithValues("Cluster", klog.KObj(cluster))
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	if isPaused, requeue, err := paused.EnsurePausedCondition(ctx, r.Client, cluster, nc); err != nil || isPaused || requeue {
-		return ctrl.Result{}, err
-	}
-
-	helper, err := patch.NewHelper(nc, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	p := newPatcher(r.Client, nc)
 	defer func() {
-		if err := helper.Patch(ctx, nc, patch.WithOwnedConditions{Conditions: []string{
-			infrav1.InfraClustersReadyCondition, infrav1.ControlPlaneEndpointReadyCondition, infrav1.ControlPlaneBalancedCondition,
-			infrav1.ReadyCondition, clusterv1.PausedCondition,
-		}}); err != nil && !apierrors.IsNotFound(err) {
-			reterr = errors.Join(reterr, fmt.Errorf("patching NestCluster %s: %w", klog.KObj(nc), err))
+		if err := p.Patch(ctx, nc); err != nil && !apierrors.IsNotFound(err) {
+			reterr = errors.Join(reterr, err)
 		}
 	}()
+	if setPaused(r.Client.Scheme(), cluster, nc) {
+		return ctrl.Result{}, nil
+	}
 
 	if !nc.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, cluster, nc)
 	}
-	if controllerutil.AddFinalizer(nc, infrav1.NestClusterFinalizer) {
-		return ctrl.Result{}, nil
+	// Stored before anything is created in an Infra cluster, so that a delete comes through here.
+	if err := p.AddFinalizer(ctx, nc, infrav1.NestClusterFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	return r.reconcileNormal(ctx, cluster, nc)
 }

@@ -261,3 +261,34 @@ func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnect
 	}, 30*time.Second, 200*time.Millisecond).Should(BeTrue(), "the sweeper deletes the object of a NestMachine that no longer exists")
 	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.Secret{})).To(Succeed(), "an object without the provider's managed-by label is never swept")
 }
+
+// A paused Cluster (clusterctl move pauses it) stops its NestMachines before they create anything;
+// unpausing carries on.
+func TestPausedClusterCreatesNothingUntilUnpaused(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	before := cluster.DeepCopy()
+	cluster.Spec.Paused = ptr.To(true)
+	g.Expect(mgmt.Patch(ctx, cluster, client.MergeFrom(before))).To(Succeed())
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", spec: vmSpec()})
+
+	g.Eventually(func(g Gomega) {
+		get(g, nm)
+		g.Expect(conditions.IsTrue(nm, clusterv1.PausedCondition)).To(BeTrue(), "conditions: %+v", nm.Status.Conditions)
+		g.Expect(conditions.GetMessage(nm, clusterv1.PausedCondition)).To(Equal("Cluster spec.paused is set to true"))
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+	// The Paused condition was written by the reconcile that saw the NestMachine; give a wrongly
+	// unpaused reconcile time to create the VM before checking it did not.
+	time.Sleep(time.Second)
+	ns := tenantNamespace(nc)
+	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no VM while the Cluster is paused, got %v", err)
+	g.Expect(get(g, nm).(*infrav1.NestMachine).Finalizers).To(BeEmpty(), "nothing done while paused, not even the finalizer")
+
+	before = cluster.DeepCopy()
+	cluster.Spec.Paused = nil
+	g.Expect(mgmt.Patch(ctx, cluster, client.MergeFrom(before))).To(Succeed())
+	waitProvisioned(t, nm)
+	g.Expect(conditions.IsFalse(nm, clusterv1.PausedCondition)).To(BeTrue())
+}

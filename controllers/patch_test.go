@@ -7,9 +7,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/scheme"
 )
 
 func testNestMachine() *infrav1.NestMachine {
@@ -91,5 +93,46 @@ func TestWrittenVersionsTellACacheThatIsBehind(t *testing.T) {
 	w.forget(types.NamespacedName{Namespace: nm.Namespace, Name: nm.Name})
 	if w.stale(behind) {
 		t.Error("nothing is stale once forgotten")
+	}
+}
+
+func TestSetPausedFollowsTheClusterAndTheAnnotation(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		clusterPaused bool
+		annotated     bool
+		wantPaused    bool
+		wantMessage   string
+	}{
+		{name: "neither"},
+		{name: "Cluster paused", clusterPaused: true, wantPaused: true, wantMessage: "Cluster spec.paused is set to true"},
+		{name: "annotation", annotated: true, wantPaused: true, wantMessage: "NestMachine has the cluster.x-k8s.io/paused annotation"},
+		{name: "both", clusterPaused: true, annotated: true, wantPaused: true,
+			wantMessage: "Cluster spec.paused is set to true, NestMachine has the cluster.x-k8s.io/paused annotation"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster := &clusterv1.Cluster{}
+			if tc.clusterPaused {
+				cluster.Spec.Paused = ptr.To(true)
+			}
+			nm := testNestMachine()
+			if tc.annotated {
+				nm.Annotations = map[string]string{clusterv1.PausedAnnotation: ""}
+			}
+			if got := setPaused(scheme.New(), cluster, nm); got != tc.wantPaused {
+				t.Errorf("paused %v, want %v", got, tc.wantPaused)
+			}
+			c := conditions.Get(nm, clusterv1.PausedCondition)
+			if c == nil {
+				t.Fatal("no Paused condition")
+			}
+			wantStatus, wantReason := metav1.ConditionFalse, clusterv1.NotPausedReason
+			if tc.wantPaused {
+				wantStatus, wantReason = metav1.ConditionTrue, clusterv1.PausedReason
+			}
+			if c.Status != wantStatus || c.Reason != wantReason || c.Message != tc.wantMessage || c.ObservedGeneration != nm.Generation {
+				t.Errorf("Paused condition %+v, want %s %s %q at generation %d", c, wantStatus, wantReason, tc.wantMessage, nm.Generation)
+			}
+		})
 	}
 }

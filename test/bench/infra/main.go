@@ -53,6 +53,10 @@ func run(ctx context.Context, opts harness.Options, n int, window, settle time.D
 	if err := env.CreateNamespace(ctx, namespace); err != nil {
 		return err
 	}
+	beforeProvisioning, err := env.Manager.Scrape(ctx)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := harness.Parallel(ctx, n, 16, func(ctx context.Context, i int) error {
 		_, err := env.CreateTenant(ctx, namespace, fmt.Sprintf("tenant-%d", i))
@@ -64,6 +68,14 @@ func run(ctx context.Context, opts harness.Options, n int, window, settle time.D
 		return err
 	}
 	env.Logf("%d NestClusters provisioned with %d failure domains in %s; settling for %s", n, len(env.Infras), time.Since(start).Round(time.Millisecond), settle)
+	provisioned, err := env.Manager.Scrape(ctx)
+	if err != nil {
+		return err
+	}
+	nestcluster := harness.Labels{"controller": "nestcluster"}
+	env.Logf("while provisioning, per NestCluster: management requests by method %s, NestCluster reconciles by result %s",
+		harness.FormatPer(harness.CounterDelta(beforeProvisioning, provisioned, harness.RESTRequestsMetric, "method", harness.Labels{"host": env.ManagementHost()}), float64(n)),
+		harness.FormatPer(harness.CounterDelta(beforeProvisioning, provisioned, harness.ReconcileTotalMetric, "result", nestcluster), float64(n)))
 	if err := sleep(ctx, settle); err != nil {
 		return err
 	}
