@@ -48,7 +48,7 @@ const (
 type NestMachineReconciler struct {
 	Client client.Client
 	// APIReader reads bootstrap Secrets, which the manager does not cache, and the NestMachine when
-	// its conditions are patched.
+	// the cached copy is behind this controller's last write.
 	APIReader client.Reader
 	Registry  *infra.Registry
 	// ClusterCache reaches the tenant clusters, to set a Node's providerID when nothing else does.
