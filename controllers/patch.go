@@ -53,14 +53,13 @@ func (p *patcher[T]) Patch(ctx context.Context, obj T) error {
 		// Patch a copy: the response carries the API server's status, which would overwrite the
 		// status this reconcile computed.
 		written := obj.DeepCopyObject().(T)
-		if err := p.c.Patch(ctx, written, client.MergeFrom(p.before)); err != nil {
+		if err := p.patchMain(ctx, obj, written); err != nil {
 			return fmt.Errorf("patching %s: %w", klog.KObj(obj), err)
 		}
 		if !written.GetDeletionTimestamp().IsZero() && len(written.GetFinalizers()) == 0 {
 			// The last finalizer went: the object is gone, and its status with it.
 			return nil
 		}
-		obj.SetResourceVersion(written.GetResourceVersion())
 	}
 	if statusChanged {
 		if err := p.c.Status().Patch(ctx, obj, client.MergeFrom(p.before)); err != nil {
@@ -77,38 +76,55 @@ func (p *patcher[T]) AddFinalizer(ctx context.Context, obj T, finalizer string) 
 	}
 	written := p.before.DeepCopyObject().(T)
 	controllerutil.AddFinalizer(written, finalizer)
-	if err := p.c.Patch(ctx, written, client.MergeFrom(p.before)); err != nil {
+	if err := p.patchMain(ctx, obj, written); err != nil {
 		return fmt.Errorf("adding finalizer %s to %s: %w", finalizer, klog.KObj(obj), err)
 	}
-	for _, o := range []T{p.before, obj} {
-		controllerutil.AddFinalizer(o, finalizer)
-		o.SetResourceVersion(written.GetResourceVersion())
+	controllerutil.AddFinalizer(p.before, finalizer)
+	controllerutil.AddFinalizer(obj, finalizer)
+	return nil
+}
+
+// patchMain writes written's metadata and spec as a merge patch from p.before, and gives p.before and
+// obj the resourceVersion that write made: obj's is then the latest, and a status patch after it,
+// computed from p.before, carries no resourceVersion (no optimistic lock).
+func (p *patcher[T]) patchMain(ctx context.Context, obj, written T) error {
+	if err := p.c.Patch(ctx, written, client.MergeFrom(p.before)); err != nil {
+		return err
 	}
+	p.before.SetResourceVersion(written.GetResourceVersion())
+	obj.SetResourceVersion(written.GetResourceVersion())
 	return nil
 }
 
 // changes reports whether metadata or spec, and whether status, differ between before and after,
-// leaving out what the API server sets (resourceVersion, generation, managedFields).
+// leaving out what the API server sets.
 func changes(before, after client.Object) (main, status bool, err error) {
-	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+	b, bStatus, err := split(before)
 	if err != nil {
 		return false, false, err
 	}
-	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(after)
+	a, aStatus, err := split(after)
 	if err != nil {
 		return false, false, err
 	}
-	status = !reflect.DeepEqual(b["status"], a["status"])
-	for _, u := range []map[string]any{b, a} {
-		delete(u, "status")
-		// What the API server sets is not a change to write.
-		if meta, ok := u["metadata"].(map[string]any); ok {
-			delete(meta, "resourceVersion")
-			delete(meta, "generation")
-			delete(meta, "managedFields")
-		}
+	return !reflect.DeepEqual(b, a), !reflect.DeepEqual(bStatus, aStatus), nil
+}
+
+// split is obj as unstructured, without its status and what the API server sets (resourceVersion,
+// generation, managedFields), and its status.
+func split(obj client.Object) (rest map[string]any, status any, err error) {
+	rest, err = runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, nil, err
 	}
-	return !reflect.DeepEqual(b, a), status, nil
+	status = rest["status"]
+	delete(rest, "status")
+	if meta, ok := rest["metadata"].(map[string]any); ok {
+		delete(meta, "resourceVersion")
+		delete(meta, "generation")
+		delete(meta, "managedFields")
+	}
+	return rest, status, nil
 }
 
 // setPaused sets the Paused condition of obj as CAPI defines it (the Cluster's spec.paused or the
@@ -153,27 +169,15 @@ func notOwnWrite[T client.Object](clearOwn func(T)) predicate.TypedPredicate[cli
 }
 
 // othersChanged reports whether new differs from old in anything but status, finalizers,
-// resourceVersion, managedFields, generation and what clearOwn clears.
+// what the API server sets and what clearOwn clears.
 func othersChanged[T client.Object](old, updated T, clearOwn func(T)) bool {
 	o, n := old.DeepCopyObject().(T), updated.DeepCopyObject().(T)
 	for _, obj := range []T{o, n} {
 		obj.SetFinalizers(nil)
-		obj.SetResourceVersion("")
-		obj.SetManagedFields(nil)
-		obj.SetGeneration(0)
 		clearOwn(obj)
 	}
-	ou, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-	if err != nil {
-		return true
-	}
-	nu, err := runtime.DefaultUnstructuredConverter.ToUnstructured(n)
-	if err != nil {
-		return true
-	}
-	delete(ou, "status")
-	delete(nu, "status")
-	return !reflect.DeepEqual(ou, nu)
+	main, _, err := changes(o, n)
+	return err != nil || main
 }
 
 // writtenVersions remembers, per object, the resourceVersion this controller last wrote or read, so
