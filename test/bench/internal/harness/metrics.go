@@ -31,11 +31,7 @@ func (m *Manager) Scrape(ctx context.Context) (Metrics, error) {
 
 // ScrapeAPIServer reads the metrics of the kube-apiserver behind cfg.
 func ScrapeAPIServer(ctx context.Context, cfg *rest.Config) (Metrics, error) {
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/metrics", nil)
+	httpClient, req, err := apiServerRequest(ctx, cfg, "/metrics")
 	if err != nil {
 		return nil, err
 	}

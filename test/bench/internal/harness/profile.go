@@ -16,12 +16,7 @@ import (
 // ProfileAPIServer writes a CPU profile of the kube-apiserver behind cfg, over d, to path (go tool
 // pprof reads it). It blocks for d; the API server serves /debug/pprof with --profiling, its default.
 func ProfileAPIServer(ctx context.Context, cfg *rest.Config, d time.Duration, path string) error {
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return err
-	}
-	url := strings.TrimSuffix(cfg.Host, "/") + "/debug/pprof/profile?seconds=" + strconv.Itoa(int(d.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	httpClient, req, err := apiServerRequest(ctx, cfg, "/debug/pprof/profile?seconds="+strconv.Itoa(int(d.Seconds())))
 	if err != nil {
 		return err
 	}
@@ -43,4 +38,18 @@ func ProfileAPIServer(ctx context.Context, cfg *rest.Config, d time.Duration, pa
 		return err
 	}
 	return f.Close()
+}
+
+// apiServerRequest is a GET of path on the kube-apiserver behind cfg, with a client that
+// authenticates as cfg does.
+func apiServerRequest(ctx context.Context, cfg *rest.Config, path string) (*http.Client, *http.Request, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return httpClient, req, nil
 }
