@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 )
 
@@ -34,21 +34,32 @@ var seq atomic.Int64
 func uniqueName(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
 
 // registerInfraCluster stores env's kubeconfig in a Secret and registers an InfraCluster for it,
-// probed every second so tests see loss and recovery quickly.
+// probed every second so tests see loss and recovery quickly, with a 3-second orphan grace period so
+// that the sweeper acts within the tests' waits.
 func registerInfraCluster(t *testing.T, name string, env *envtest.Environment, allowed *infrav1.AllowedNamespaces) *infrav1.InfraCluster {
+	t.Helper()
+	return registerInfraClusterOn(t, mgmt, name, env, allowed)
+}
+
+// registerInfraClusterOn registers the InfraCluster in the management cluster of c.
+func registerInfraClusterOn(t *testing.T, c client.Client, name string, env *envtest.Environment, allowed *infrav1.AllowedNamespaces, mutate ...func(*infrav1.InfraCluster)) *infrav1.InfraCluster {
 	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	g.Expect(mgmt.Create(ctx, env.KubeconfigSecret(providerNamespace, name+"-kubeconfig"))).To(Succeed())
+	g.Expect(c.Create(ctx, env.KubeconfigSecret(providerNamespace, name+"-kubeconfig"))).To(Succeed())
 	ic := &infrav1.InfraCluster{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: infrav1.InfraClusterSpec{
-			KubeconfigSecretRef: &infrav1.SecretKeyReference{Name: name + "-kubeconfig"},
-			AllowedNamespaces:   allowed,
-			Probe:               &infrav1.ProbeSpec{IntervalSeconds: 1, TimeoutSeconds: 1},
+			KubeconfigSecretRef:      &infrav1.SecretKeyReference{Name: name + "-kubeconfig"},
+			AllowedNamespaces:        allowed,
+			Probe:                    &infrav1.ProbeSpec{IntervalSeconds: 1, TimeoutSeconds: 1},
+			OrphanGracePeriodSeconds: ptr.To[int32](3),
 		},
 	}
-	g.Expect(mgmt.Create(ctx, ic)).To(Succeed())
+	for _, m := range mutate {
+		m(ic)
+	}
+	g.Expect(c.Create(ctx, ic)).To(Succeed())
 	return ic
 }
 
@@ -56,18 +67,26 @@ func registerInfraCluster(t *testing.T, name string, env *envtest.Environment, a
 // would make it) over the given Infra clusters, with a user-given endpoint.
 func newTenant(t *testing.T, infras ...string) (*clusterv1.Cluster, *infrav1.NestCluster) {
 	t.Helper()
-	return newTenantWith(t, func(nc *infrav1.NestCluster) {
-		nc.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{Host: "10.0.0.10", Port: 6443}
-	}, infras...)
+	return newTenantWith(t, withEndpoint, infras...)
 }
 
 func newTenantWith(t *testing.T, mutate func(*infrav1.NestCluster), infras ...string) (*clusterv1.Cluster, *infrav1.NestCluster) {
 	t.Helper()
+	return newTenantOn(t, mgmt, "default", uniqueName("tenant"), mutate, infras...)
+}
+
+// withEndpoint gives a NestCluster a user-given control-plane endpoint.
+func withEndpoint(nc *infrav1.NestCluster) {
+	nc.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{Host: "10.0.0.10", Port: 6443}
+}
+
+// newTenantOn creates the Cluster and NestCluster namespace/name in the management cluster of mgmt.
+func newTenantOn(t *testing.T, mgmt client.Client, namespace, name string, mutate func(*infrav1.NestCluster), infras ...string) (*clusterv1.Cluster, *infrav1.NestCluster) {
+	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	name := uniqueName("tenant")
 	cluster := &clusterv1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec: clusterv1.ClusterSpec{
 			InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestCluster", Name: name},
 		},
@@ -75,7 +94,7 @@ func newTenantWith(t *testing.T, mutate func(*infrav1.NestCluster), infras ...st
 	g.Expect(mgmt.Create(ctx, cluster)).To(Succeed())
 	nc := &infrav1.NestCluster{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: "default", Name: name,
+			Namespace: namespace, Name: name,
 			Labels:          map[string]string{clusterv1.ClusterNameLabel: name},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: clusterv1.GroupVersion.String(), Kind: "Cluster", Name: name, UID: cluster.UID}},
 		},
@@ -100,7 +119,7 @@ func failureDomainNames(nc *infrav1.NestCluster) []string {
 
 // tenantNamespace is the namespace of nc in an Infra cluster with the default prefix.
 func tenantNamespace(nc *infrav1.NestCluster) string {
-	return infra.TenantNamespace("nest-", nc.Namespace, nc.Labels[clusterv1.ClusterNameLabel])
+	return ownership.TenantNamespace("nest-", nc.Namespace, nc.Labels[clusterv1.ClusterNameLabel])
 }
 
 func get(g Gomega, obj client.Object) client.Object {
@@ -111,6 +130,11 @@ func get(g Gomega, obj client.Object) client.Object {
 // markInfrastructureProvisioned does what CAPI's Cluster controller does once the NestCluster is
 // provisioned (no CAPI controller runs in this suite).
 func markInfrastructureProvisioned(t *testing.T, cluster *clusterv1.Cluster) {
+	t.Helper()
+	markInfrastructureProvisionedOn(t, mgmt, cluster)
+}
+
+func markInfrastructureProvisionedOn(t *testing.T, mgmt client.Client, cluster *clusterv1.Cluster) {
 	t.Helper()
 	g := NewWithT(t)
 	g.Expect(mgmt.Get(context.Background(), client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
@@ -124,15 +148,25 @@ type machineOpts struct {
 	controlPlane  bool
 	format        string // bootstrap format; "" = cloud-config
 	spec          infrav1.NestMachineSpec
+	name          string // of the Machine and NestMachine, as a person names them; "" = generated
 }
 
 // newMachine creates what CAPI would for one machine: the bootstrap Secret, the Machine (with its
 // failure domain) and the NestMachine owned by it.
 func newMachine(t *testing.T, cluster *clusterv1.Cluster, o machineOpts) (*clusterv1.Machine, *infrav1.NestMachine) {
 	t.Helper()
+	return newMachineOn(t, mgmt, cluster, o)
+}
+
+// newMachineOn creates the machine in the management cluster of mgmt.
+func newMachineOn(t *testing.T, mgmt client.Client, cluster *clusterv1.Cluster, o machineOpts) (*clusterv1.Machine, *infrav1.NestMachine) {
+	t.Helper()
 	g := NewWithT(t)
 	ctx := context.Background()
-	name := uniqueName(cluster.Name + "-m")
+	name := o.name
+	if name == "" {
+		name = uniqueName(cluster.Name + "-m")
+	}
 	labels := map[string]string{clusterv1.ClusterNameLabel: cluster.Name}
 	if o.controlPlane {
 		labels[clusterv1.MachineControlPlaneLabel] = ""
@@ -146,7 +180,10 @@ func newMachine(t *testing.T, cluster *clusterv1.Cluster, o machineOpts) (*clust
 		Data:       map[string][]byte{"value": []byte("#cloud-config\nhostname: " + name + "\n"), "format": []byte(format)},
 	})).To(Succeed())
 	machine := &clusterv1.Machine{
-		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name, Labels: labels,
+			// CAPI's Machine controller makes the Cluster an owner of each Machine (clusterctl move
+			// finds them through it).
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: clusterv1.GroupVersion.String(), Kind: "Cluster", Name: cluster.Name, UID: cluster.UID}}},
 		Spec: clusterv1.MachineSpec{
 			ClusterName:       cluster.Name,
 			FailureDomain:     o.failureDomain,

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
@@ -30,6 +33,7 @@ import (
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // kubeconfigSecretIndex indexes InfraClusters by the name of their kubeconfig Secret.
@@ -51,13 +55,17 @@ type InfraClusterReconciler struct {
 	// ProviderNamespace holds the kubeconfig Secrets.
 	ProviderNamespace string
 	Registry          *infra.Registry
+	Recorder          record.EventRecorder
+	// Identity is this management cluster's: the sweeper considers only what carries it.
+	Identity ownership.Identity
 
-	probes probeCounter
+	probes  probeCounter
+	sweeper *sweeper
 }
 
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=infraclusters,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=infraclusters/status;infraclusters/finalizers,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update;patch
 
 // SetupWithManager registers the controller: InfraClusters, and the metadata of Secrets in the
 // provider namespace so a rotated kubeconfig is picked up at once.
@@ -72,6 +80,7 @@ func (r *InfraClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		return fmt.Errorf("indexing InfraClusters by kubeconfig Secret: %w", err)
 	}
 	r.probes = probeCounter{counts: map[string]int{}}
+	r.sweeper = newSweeper(mgr.GetClient(), r.APIReader, r.Identity, r.Recorder)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&infrav1.InfraCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToInfraClusters),
@@ -117,11 +126,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}()
 
 	if !ic.DeletionTimestamp.IsZero() {
-		log.Info("InfraCluster deleted: closing its connection")
-		r.Registry.Remove(ic.Name)
-		r.probes.forget(ic.Name)
-		controllerutil.RemoveFinalizer(ic, infrav1.InfraClusterFinalizer)
-		return ctrl.Result{}, nil
+		return r.reconcileDelete(ctx, ic)
 	}
 	controllerutil.AddFinalizer(ic, infrav1.InfraClusterFinalizer)
 
@@ -165,7 +170,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	// away without recording it (a crash between creating it and writing status) does not outlive
 	// it by more than a minute. A sweep reads only from the caches.
 	if justConnected || len(ic.Status.Orphans) > 0 || res.Full {
-		swept, err := sweep(ctx, r.Client, conn)
+		swept, err := r.sweeper.sweep(ctx, conn, ic)
 		if err != nil {
 			log.Error(err, "Sweeping orphans")
 		} else {
@@ -189,7 +194,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	setReady(ic)
 	setProbeTime(ic, now)
-	return ctrl.Result{RequeueAfter: interval}, nil
+	return ctrl.Result{RequeueAfter: interval}, r.ownKubeconfigSecret(ctx, ic)
 }
 
 // connection returns the registry's connection for the InfraCluster, (re)built from its kubeconfig.
@@ -207,13 +212,16 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 		}
 		return nil, &reasonError{reason: infrav1.KubeconfigSecretNotFoundReason, err: fmt.Errorf("reading Secret %s: %w", key, err)}
 	}
-	identity := string(secret.UID) + "/" + secret.ResourceVersion
-	if c, ok := r.Registry.Lookup(ic.Name); ok && sameIdentity(c, identity) {
-		return c, nil
-	}
 	data, ok := secret.Data[ref.Key]
 	if !ok {
 		return nil, &reasonError{reason: infrav1.KubeconfigInvalidReason, err: fmt.Errorf("Secret %s has no key %q", key, ref.Key)}
+	}
+	// The kubeconfig's content, not the Secret's resourceVersion: a change of the Secret's metadata
+	// (its owner reference, a label) is no reason to reconnect.
+	sum := sha256.Sum256(data)
+	identity := string(secret.UID) + "/" + hex.EncodeToString(sum[:8])
+	if c, ok := r.Registry.Lookup(ic.Name); ok && sameIdentity(c, identity) {
+		return c, nil
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
 	if err != nil {

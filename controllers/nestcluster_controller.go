@@ -33,6 +33,7 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // infraClustersIndex indexes NestClusters by the InfraClusters they list.
@@ -47,6 +48,10 @@ type NestClusterReconciler struct {
 	Recorder record.EventRecorder
 	// WatchFilter reconciles only objects with this cluster.x-k8s.io/watch-filter label value.
 	WatchFilter string
+	// Identity is this management cluster's, put on everything made in Infra clusters.
+	Identity ownership.Identity
+
+	moved handOvers[*infrav1.NestCluster]
 }
 
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestclusters,verbs=get;list;watch;update;patch
@@ -75,7 +80,7 @@ func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		infra.Watch{Object: &corev1.Service{}, Map: nestClusterOfRemote},
 	)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&infrav1.NestCluster{}).
+		For(&infrav1.NestCluster{}, builder.WithPredicates(r.moved.capture())).
 		WithEventFilter(predicates.ResourceHasFilterLabel(mgr.GetScheme(), log, r.WatchFilter)).
 		Watches(&clusterv1.Cluster{},
 			handler.EnqueueRequestsFromMapFunc(util.ClusterToInfrastructureMapFunc(ctx, infrav1.GroupVersion.WithKind("NestCluster"), mgr.GetClient(), &infrav1.NestCluster{})),
@@ -92,11 +97,11 @@ func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 
 // nestClusterOfRemote maps a tenant namespace or Service in an Infra cluster to its NestCluster.
 func nestClusterOfRemote(_ string, o client.Object) []reconcile.Request {
-	ns, name := o.GetLabels()[infrav1.NestClusterNamespaceLabel], o.GetLabels()[infrav1.NestClusterNameLabel]
-	if ns == "" || name == "" {
+	owner, ok := ownership.OwnerOf(o)
+	if !ok || owner.Kind != ownership.KindNestCluster {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	return []reconcile.Request{{NamespacedName: owner.Key()}}
 }
 
 func (r *NestClusterReconciler) infraClusterToNestClusters(ctx context.Context, o client.Object) []reconcile.Request {
@@ -152,7 +157,20 @@ func (r *NestClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	log := ctrl.LoggerFrom(ctx)
 	nc := &infrav1.NestCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		if moved, ok := r.moved.take(req.NamespacedName); ok && apierrors.IsNotFound(err) {
+			return r.moved.finish(ctx, moved, r.handOverCluster)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if movedAway(nc) {
+		// Before the pause check: clusterctl move pauses the Cluster first.
+		res, err := r.moved.finish(ctx, nc, r.handOverCluster)
+		if err != nil || res.RequeueAfter > 0 || !controllerutil.ContainsFinalizer(nc, infrav1.NestClusterFinalizer) {
+			return res, err
+		}
+		before := nc.DeepCopy()
+		controllerutil.RemoveFinalizer(nc, infrav1.NestClusterFinalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, nc, client.MergeFrom(before)))
 	}
 	cluster, err := util.GetOwnerCluster(ctx, r.Client, nc.ObjectMeta)
 	if err != nil {
@@ -205,8 +223,8 @@ func (r *NestClusterReconciler) reconcileNormal(ctx context.Context, cluster *cl
 		if !u.usable {
 			continue
 		}
-		if err := ensureTenantNamespace(ctx, u.conn, u.namespace, cluster, nc); err != nil {
-			u.usable, u.reason = false, err.Error()
+		if err := ensureTenantNamespace(ctx, u.conn, r.Identity, u.namespace, cluster, nc); err != nil {
+			u.usable, u.reason = false, infrav1.TenantNamespaceNotUsableReason+": "+err.Error()
 			errs = append(errs, err)
 		}
 	}
@@ -233,10 +251,7 @@ func (r *NestClusterReconciler) resolveInfraClusters(ctx context.Context, nc *in
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: nc.Namespace}, ns); err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", nc.Namespace, err)
 	}
-	clusterName := nc.Labels[clusterv1.ClusterNameLabel]
-	if clusterName == "" {
-		clusterName = nc.Name
-	}
+	clusterName := clusterNameOf(nc)
 	uses := make([]*infraUse, 0, len(nc.Spec.InfraClusters))
 	for _, use := range nc.Spec.InfraClusters {
 		u := &infraUse{use: use}
@@ -250,7 +265,7 @@ func (r *NestClusterReconciler) resolveInfraClusters(ctx context.Context, nc *in
 			return nil, fmt.Errorf("reading InfraCluster %s: %w", use.Name, err)
 		}
 		u.ic = ic
-		u.namespace = infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
+		u.namespace = ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
 		ok, why, err := infra.Allows(ic, ns)
 		if err != nil || !ok {
 			if err != nil {
@@ -274,20 +289,23 @@ func (r *NestClusterReconciler) resolveInfraClusters(ctx context.Context, nc *in
 }
 
 // ensureTenantNamespace creates the tenant's namespace in an Infra cluster when the cache does not
-// have it. It is labelled so the cache (label-selected) sees it and events find the NestCluster.
-func ensureTenantNamespace(ctx context.Context, conn *infra.Connection, name string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) error {
+// have it. It is labelled so the cache (label-selected) sees it and events find the NestCluster. A
+// namespace of the same name made by this provider for the NestCluster before identities existed, or
+// handed over by the management cluster the tenant moved from, is adopted; one that belongs to
+// another management cluster is refused.
+func ensureTenantNamespace(ctx context.Context, conn *infra.Connection, id ownership.Identity, name string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) error {
 	ns := &corev1.Namespace{}
 	err := conn.Client().Get(ctx, client.ObjectKey{Name: name}, ns)
 	if err == nil {
 		if !ns.DeletionTimestamp.IsZero() {
 			return fmt.Errorf("namespace %s in Infra cluster %s is being deleted; waiting for it to go before recreating it", name, conn.Name)
 		}
-		return nil
+		return adoptTenantObject(ctx, conn, id, nc, ns)
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading namespace %s in Infra cluster %s: %w", name, conn.Name, err)
 	}
-	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(cluster, nc)}}
+	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(id, cluster, nc), Annotations: ownership.Annotations(ownership.Cluster(nc))}}
 	if err := conn.Client().Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s in Infra cluster %s: %w", name, conn.Name, err)
 	}
@@ -295,14 +313,40 @@ func ensureTenantNamespace(ctx context.Context, conn *infra.Connection, name str
 	return nil
 }
 
-// tenantLabels mark an object in an Infra cluster as belonging to a NestCluster.
-func tenantLabels(cluster *clusterv1.Cluster, nc *infrav1.NestCluster) map[string]string {
-	return map[string]string{
-		infrav1.ManagedByLabel:            infrav1.ManagedByValue,
-		infrav1.NestClusterNamespaceLabel: nc.Namespace,
-		infrav1.NestClusterNameLabel:      nc.Name,
-		clusterv1.ClusterNameLabel:        cluster.Name,
+// adoptTenantObject checks that a namespace or Service found under the NestCluster's name is the
+// NestCluster's, and stamps it with this management cluster's identity when it was handed over or
+// made before identities.
+func adoptTenantObject(ctx context.Context, conn *infra.Connection, id ownership.Identity, nc *infrav1.NestCluster, obj client.Object) error {
+	switch verdict, why := ownership.Claim(id, ownership.Cluster(nc), false, obj); verdict {
+	case ownership.Ours:
+		return nil
+	case ownership.Adopt:
+		if ownership.Stamp(obj, id, ownership.Cluster(nc)) {
+			if err := conn.Client().Update(ctx, obj); err != nil {
+				return fmt.Errorf("adopting %T %s in Infra cluster %s: %w", obj, client.ObjectKeyFromObject(obj), conn.Name, err)
+			}
+			ctrl.LoggerFrom(ctx).Info("Adopted an object of the NestCluster", "infraCluster", conn.Name, "object", client.ObjectKeyFromObject(obj).String(), "why", why)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%T %s in Infra cluster %s is not this NestCluster's: %s", obj, client.ObjectKeyFromObject(obj), conn.Name, why)
 	}
+}
+
+// clusterNameOf is the name of the NestCluster's Cluster: its cluster-name label, or its own name (as
+// in clusterctl's templates, where both share it).
+func clusterNameOf(nc *infrav1.NestCluster) string {
+	if name := nc.Labels[clusterv1.ClusterNameLabel]; name != "" {
+		return name
+	}
+	return nc.Name
+}
+
+// tenantLabels mark an object in an Infra cluster as belonging to a NestCluster.
+func tenantLabels(id ownership.Identity, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) map[string]string {
+	l := ownership.Labels(id, ownership.Cluster(nc))
+	l[clusterv1.ClusterNameLabel] = ownership.LabelValue(cluster.Name)
+	return l
 }
 
 // publishInfraStatus writes status.infraClusters, status.failureDomains and InfraClustersReady.
@@ -366,7 +410,7 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 		}
 		return nil
 	}
-	endpoint, err := ensureControlPlaneService(ctx, host.conn, host.namespace, cluster, nc)
+	endpoint, err := ensureControlPlaneService(ctx, host.conn, r.Identity, host.namespace, cluster, nc)
 	if err != nil {
 		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: "ServiceFailed", Message: err.Error()})
 		return err
@@ -386,17 +430,17 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 
 // controlPlaneServiceName is the name of the Service in front of a tenant's control-plane VMs.
 func controlPlaneServiceName(cluster *clusterv1.Cluster) string {
-	return infra.ShortName(cluster.Name+"-control-plane", 63)
+	return ownership.ShortName(cluster.Name+"-control-plane", 63)
 }
 
-func ensureControlPlaneService(ctx context.Context, conn *infra.Connection, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (clusterv1.APIEndpoint, error) {
+func ensureControlPlaneService(ctx context.Context, conn *infra.Connection, id ownership.Identity, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (clusterv1.APIEndpoint, error) {
 	spec := nc.Spec.ControlPlaneService
 	svc := &corev1.Service{}
 	key := client.ObjectKey{Namespace: namespace, Name: controlPlaneServiceName(cluster)}
 	err := conn.Client().Get(ctx, key, svc)
 	if apierrors.IsNotFound(err) {
 		svc = &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: tenantLabels(cluster, nc)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: tenantLabels(id, cluster, nc), Annotations: ownership.Annotations(ownership.Cluster(nc))},
 			Spec: corev1.ServiceSpec{
 				Type: corev1.ServiceType(spec.Type),
 				Selector: map[string]string{
@@ -414,6 +458,9 @@ func ensureControlPlaneService(ctx context.Context, conn *infra.Connection, name
 	}
 	if err != nil {
 		return clusterv1.APIEndpoint{}, fmt.Errorf("reading Service %s in Infra cluster %s: %w", key, conn.Name, err)
+	}
+	if err := adoptTenantObject(ctx, conn, id, nc, svc); err != nil {
+		return clusterv1.APIEndpoint{}, err
 	}
 	switch svc.Spec.Type {
 	case corev1.ServiceTypeLoadBalancer:
@@ -489,10 +536,7 @@ func setNestClusterReady(nc *infrav1.NestCluster) {
 func (r *NestClusterReconciler) reconcileDelete(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.DeletingReason})
-	clusterName := nc.Labels[clusterv1.ClusterNameLabel]
-	if clusterName == "" {
-		clusterName = nc.Name
-	}
+	clusterName := clusterNameOf(nc)
 	var waiting []string
 	var requeue time.Duration
 	for _, use := range nc.Spec.InfraClusters {
@@ -503,10 +547,10 @@ func (r *NestClusterReconciler) reconcileDelete(ctx context.Context, cluster *cl
 			}
 			return ctrl.Result{}, err
 		}
-		namespace := infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
+		namespace := ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, nc.Namespace, clusterName)
 		conn, err := r.Registry.Get(ic.Name)
 		if err != nil {
-			grace := time.Duration(ptr.Deref(ic.Spec.OrphanGracePeriodSeconds, 300)) * time.Second
+			grace := orphanGrace(ic)
 			left := grace - time.Since(nc.DeletionTimestamp.Time)
 			if left > 0 {
 				waiting = append(waiting, fmt.Sprintf("Infra cluster %s is unreachable (giving up in %s)", ic.Name, left.Round(time.Second)))
@@ -521,7 +565,7 @@ func (r *NestClusterReconciler) reconcileDelete(ctx context.Context, cluster *cl
 				"Infra cluster %s unreachable for %s: namespace %s left behind, to be swept when it returns", ic.Name, grace, namespace)
 			continue
 		}
-		done, err := deleteTenantObjects(ctx, conn, namespace, cluster)
+		done, err := deleteTenantObjects(ctx, conn, r.Identity, namespace, cluster, nc)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -548,11 +592,20 @@ func minPositive(a, b time.Duration) time.Duration {
 // deleteTenantObjects deletes the control-plane Service and, when no machine objects remain in it,
 // the tenant namespace. It reports whether nothing is left to wait for. A namespace that is
 // terminating counts as gone: the Infra cluster's namespace controller finishes it.
-func deleteTenantObjects(ctx context.Context, conn *infra.Connection, namespace string, cluster *clusterv1.Cluster) (bool, error) {
+func deleteTenantObjects(ctx context.Context, conn *infra.Connection, id ownership.Identity, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (bool, error) {
 	c := conn.Client()
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: controlPlaneServiceName(cluster)}}
-	if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("deleting Service %s in Infra cluster %s: %w", client.ObjectKeyFromObject(svc), conn.Name, err)
+	owner := ownership.Cluster(nc)
+	svc := &corev1.Service{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: controlPlaneServiceName(cluster)}, svc)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	if err == nil {
+		if verdict, _ := ownership.Claim(id, owner, false, svc); verdict == ownership.Ours || verdict == ownership.Adopt {
+			if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("deleting Service %s in Infra cluster %s: %w", client.ObjectKeyFromObject(svc), conn.Name, err)
+			}
+		}
 	}
 	empty, err := tenantNamespaceEmpty(ctx, conn, namespace)
 	if err != nil || !empty {
@@ -561,6 +614,10 @@ func deleteTenantObjects(ctx context.Context, conn *infra.Connection, namespace 
 	ns := &corev1.Namespace{}
 	if err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	}
+	if verdict, why := ownership.Claim(id, owner, false, ns); verdict != ownership.Ours && verdict != ownership.Adopt {
+		ctrl.LoggerFrom(ctx).Info("Leaving the namespace: it is not this NestCluster's", "infraCluster", conn.Name, "namespace", namespace, "why", why)
+		return true, nil
 	}
 	if ns.DeletionTimestamp.IsZero() {
 		if err := c.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {

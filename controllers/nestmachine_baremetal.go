@@ -22,7 +22,11 @@ import (
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/metal3"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
+
+// errStop ends a reconcile that has set conditions saying what it waits for.
+var errStop = errors.New("waiting; the conditions say why")
 
 // hostKind is the kind status.remote records for a bare-metal machine.
 const hostKind = "BareMetalHost"
@@ -39,6 +43,9 @@ func (r *NestMachineReconciler) reconcileHost(ctx context.Context, s *machineSco
 		return ctrl.Result{}, nil
 	}
 	host, err := r.heldHost(ctx, s)
+	if errors.Is(err, errStop) {
+		return ctrl.Result{}, nil
+	}
 	if err != nil || (host == nil && nm.Status.Remote != nil) {
 		return ctrl.Result{}, err
 	}
@@ -65,12 +72,12 @@ func (r *NestMachineReconciler) heldHost(ctx context.Context, s *machineScope) (
 	c := s.conn.Client()
 	if nm.Status.Remote == nil {
 		hosts := &bmov1alpha1.BareMetalHostList{}
-		if err := c.List(ctx, hosts, client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)}); err != nil {
+		if err := c.List(ctx, hosts, machineObjects(nm)); err != nil {
 			return nil, fmt.Errorf("listing BareMetalHosts in Infra cluster %s: %w", s.infraName, err)
 		}
 		host := metal3.FindClaimed(hosts.Items, nm)
 		if host == nil {
-			return nil, nil
+			return r.adoptHost(ctx, s)
 		}
 		ctrl.LoggerFrom(ctx).Info("Found the BareMetalHost this machine had claimed", "host", metal3.HostKey(host))
 		return host, r.recordHost(ctx, s, host)
@@ -90,6 +97,60 @@ func (r *NestMachineReconciler) heldHost(ctx context.Context, s *machineScope) (
 	return host, nil
 }
 
+// adoptHost takes over the host that spec.providerID names when the machine came with it (clusterctl
+// move carries spec.providerID, not status) and the host is claimed for a NestMachine of this
+// namespace and name: the claim is rewritten for this machine's UID and this management cluster,
+// nothing else of the host changes. It returns nil when there is no such host; when the host is
+// someone else's, the conditions say so and the machine claims nothing.
+func (r *NestMachineReconciler) adoptHost(ctx context.Context, s *machineScope) (*bmov1alpha1.BareMetalHost, error) {
+	nm := s.nm
+	infraName, ns, name, err := ownership.ParseProviderID(nm.Spec.ProviderID)
+	if err != nil || infraName != s.infraName {
+		return nil, nil
+	}
+	host := &bmov1alpha1.BareMetalHost{}
+	if err := s.conn.Client().Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, host); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	owner := metal3.Owner{NestMachine: nm, NestClusterName: s.nestCluster.Name, Identity: r.Identity}
+	verdict, why := ownership.Claim(r.Identity, ownership.Machine(nm, s.nestCluster.Name), true, host)
+	if verdict != ownership.Adopt && verdict != ownership.Ours {
+		msg := fmt.Sprintf("spec.providerID names BareMetalHost %s in Infra cluster %s, which is not this machine's: %s", metal3.HostKey(host), s.infraName, why)
+		setWaiting(nm, infrav1.HostClaimedCondition, infrav1.HostErrorReason, msg)
+		setWaiting(nm, infrav1.HostProvisionedCondition, infrav1.HostErrorReason, msg)
+		return nil, errStop
+	}
+	adopted := metal3.RenderClaim(host, owner)
+	if err := s.conn.Client().Update(ctx, adopted); err != nil {
+		return nil, fmt.Errorf("adopting BareMetalHost %s in Infra cluster %s: %w", metal3.HostKey(host), s.infraName, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Adopted the BareMetalHost spec.providerID names", "host", metal3.HostKey(host), "why", why)
+	if err := stampMachineSecrets(ctx, s, r.Identity, host.Namespace); err != nil {
+		return nil, err
+	}
+	return adopted, r.recordHost(ctx, s, adopted)
+}
+
+// stampMachineSecrets stamps the Secrets made for the machine in namespace with this management
+// cluster's identity and the machine's UID.
+func stampMachineSecrets(ctx context.Context, s *machineScope, id ownership.Identity, namespace string) error {
+	owner := ownership.Machine(s.nm, s.nestCluster.Name)
+	secrets := &corev1.SecretList{}
+	if err := s.conn.Client().List(ctx, secrets, client.InNamespace(namespace), machineObjects(s.nm)); err != nil {
+		return err
+	}
+	for i := range secrets.Items {
+		secret := &secrets.Items[i]
+		if have, ok := ownership.OwnerOf(secret); !ok || !have.Same(owner) || !ownership.Stamp(secret, id, owner) {
+			continue
+		}
+		if err := s.conn.Client().Update(ctx, secret); err != nil {
+			return fmt.Errorf("adopting Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+		}
+	}
+	return nil
+}
+
 // claimHost claims an available host matching the machine's selector in its Infra cluster (the
 // connection's cache holds no other Infra cluster's hosts: there is no fallback elsewhere). The
 // claim is an Update carrying the cached resourceVersion: a conflict means another claimer (or the
@@ -106,7 +167,7 @@ func (r *NestMachineReconciler) claimHost(ctx context.Context, s *machineScope) 
 		return nil, nil
 	}
 	c := s.conn.Client()
-	owner := metal3.Owner{NestMachine: nm, NestClusterName: s.nestCluster.Name}
+	owner := metal3.Owner{NestMachine: nm, NestClusterName: s.nestCluster.Name, Identity: r.Identity}
 	lost := sets.New[string]()
 	checkedRecord := false
 	for {
@@ -193,7 +254,7 @@ func (r *NestMachineReconciler) provisionHost(ctx context.Context, s *machineSco
 	nm := s.nm
 	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: hostKind, Namespace: host.Namespace, Name: host.Name}
 	if nm.Spec.ProviderID == "" {
-		nm.Spec.ProviderID = ProviderID(s.infraName, host.Namespace, host.Name)
+		nm.Spec.ProviderID = ownership.ProviderID(s.infraName, host.Namespace, host.Name)
 	}
 	if ref := host.Spec.ConsumerRef; ref != nil && !metal3.IsConsumer(host, nm) {
 		msg := fmt.Sprintf("BareMetalHost %s was taken over by %s %s/%s while this machine held it", metal3.HostKey(host), ref.Kind, ref.Namespace, ref.Name)
@@ -204,7 +265,7 @@ func (r *NestMachineReconciler) provisionHost(ctx context.Context, s *machineSco
 	conditions.Set(nm, metav1.Condition{Type: infrav1.HostClaimedCondition, Status: metav1.ConditionTrue, Reason: metal3.ClaimedReason,
 		Message: fmt.Sprintf("BareMetalHost %s in Infra cluster %s", metal3.HostKey(host), s.infraName)})
 
-	owner := metal3.Owner{NestMachine: nm, NestClusterName: s.nestCluster.Name}
+	owner := metal3.Owner{NestMachine: nm, NestClusterName: s.nestCluster.Name, Identity: r.Identity}
 	if host.Spec.Image == nil && host.Spec.CustomDeploy == nil {
 		// The operator reads the data when it starts provisioning: it must be there first.
 		if err := r.ensureHostData(ctx, s, owner, host); err != nil {
@@ -351,11 +412,24 @@ func (r *NestMachineReconciler) deleteHost(ctx context.Context, s *machineScope)
 	return true, deleteHostData(ctx, s)
 }
 
+// deleteHostData deletes the data Secrets made for the machine next to its host: found by the
+// machine's namespace and name, so that one made before a move (named after the machine's earlier
+// UID) goes too.
 func deleteHostData(ctx context.Context, s *machineScope) error {
 	remote := s.nm.Status.Remote
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: remote.Namespace, Name: metal3.DataSecretName(remote.Name, s.nm.UID)}}
-	if err := s.conn.Client().Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting the data Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+	owner := ownership.Owner{Kind: ownership.KindNestMachine, Namespace: s.nm.Namespace, Name: s.nm.Name}
+	secrets := &corev1.SecretList{}
+	if err := s.conn.Client().List(ctx, secrets, client.InNamespace(remote.Namespace), machineObjects(s.nm)); err != nil {
+		return fmt.Errorf("listing the data Secrets in Infra cluster %s: %w", s.infraName, err)
+	}
+	for i := range secrets.Items {
+		secret := &secrets.Items[i]
+		if have, ok := ownership.OwnerOf(secret); !ok || !have.Same(owner) {
+			continue
+		}
+		if err := s.conn.Client().Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the data Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+		}
 	}
 	return nil
 }
@@ -384,55 +458,6 @@ func (r *NestMachineReconciler) hostToNestMachines(infraName string, o client.Ob
 		}
 	}
 	return reqs
-}
-
-// releaseOrphanedHosts deprovisions and releases the hosts of this provider whose NestMachine no
-// longer exists (released while the Infra cluster was unreachable, or force-deleted). Both happen in
-// one write: with no machine left to wait for the host, nothing would come back to finish a second
-// step, and a host that is deprovisioning is not available, so no claimer takes it early.
-func releaseOrphanedHosts(ctx context.Context, mgmt client.Reader, conn *infra.Connection) (int, error) {
-	c := conn.Client()
-	hosts := &bmov1alpha1.BareMetalHostList{}
-	if err := c.List(ctx, hosts, client.MatchingLabels{infrav1.ManagedByLabel: infrav1.ManagedByValue}); err != nil {
-		return 0, fmt.Errorf("listing BareMetalHosts: %w", err)
-	}
-	released := 0
-	var errs []error
-	for i := range hosts.Items {
-		host := &hosts.Items[i]
-		gone, err := hostOwnerGone(ctx, mgmt, host)
-		if err != nil || !gone {
-			errs = append(errs, err)
-			continue
-		}
-		out, _ := metal3.RenderDeprovision(host)
-		out, _ = metal3.RenderRelease(out)
-		if err := c.Update(ctx, out); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("releasing orphaned BareMetalHost %s: %w", metal3.HostKey(host), err))
-			continue
-		}
-		released++
-		ctrl.LoggerFrom(ctx).Info("Released an orphaned BareMetalHost", "infraCluster", conn.Name, "host", metal3.HostKey(host))
-	}
-	return released, errors.Join(errs...)
-}
-
-// hostOwnerGone reports whether the NestMachine that claimed a host is gone. The consumerRef names it
-// in full (labels may be shortened), with its UID.
-func hostOwnerGone(ctx context.Context, mgmt client.Reader, host *bmov1alpha1.BareMetalHost) (bool, error) {
-	ref := host.Spec.ConsumerRef
-	if !metal3.IsNestConsumer(host) {
-		return ownerGone(ctx, mgmt, host)
-	}
-	nm := &infrav1.NestMachine{}
-	err := mgmt.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, nm)
-	if apierrors.IsNotFound(err) {
-		return true, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return !metal3.IsConsumer(host, nm), nil
 }
 
 // hostStillHeld reports whether a host recorded as an orphan still carries this provider's claim.

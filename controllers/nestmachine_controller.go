@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -32,7 +31,7 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 const (
@@ -56,9 +55,12 @@ type NestMachineReconciler struct {
 	ClusterCache clustercache.ClusterCache
 	Recorder     record.EventRecorder
 	WatchFilter  string
+	// Identity is this management cluster's, put on everything made in Infra clusters.
+	Identity ownership.Identity
 
 	controller controller.Controller
 	versions   writtenVersions
+	moved      handOvers[*infrav1.NestMachine]
 }
 
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestmachines,verbs=get;list;watch;update;patch
@@ -99,7 +101,7 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&infrav1.NestMachine{}, builder.WithPredicates(notOwnWrite(func(nm *infrav1.NestMachine) { nm.Spec.ProviderID = "" }))).
+		For(&infrav1.NestMachine{}, builder.WithPredicates(r.moved.capture(), notOwnWrite(func(nm *infrav1.NestMachine) { nm.Spec.ProviderID = "" }))).
 		WithEventFilter(predicates.ResourceHasFilterLabel(mgr.GetScheme(), log, r.WatchFilter)).
 		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(util.MachineToInfrastructureMapFunc(infrav1.GroupVersion.WithKind("NestMachine")))).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterToMachines),
@@ -118,19 +120,14 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	return nil
 }
 
-// nestMachineOfRemote maps an object in an Infra cluster to its NestMachine through its labels.
+// nestMachineOfRemote maps an object in an Infra cluster to its NestMachine, named in full by its
+// annotations (labels shorten long names).
 func nestMachineOfRemote(_ string, o client.Object) []reconcile.Request {
-	ns, name := o.GetLabels()[infrav1.NestMachineNamespaceLabel], o.GetLabels()[infrav1.NestMachineNameLabel]
-	if ns == "" || name == "" {
+	owner, ok := ownership.OwnerOf(o)
+	if !ok || owner.Kind != ownership.KindNestMachine {
 		return nil
 	}
-	if full, ok := o.GetAnnotations()[kubevirt.NestMachineAnnotation]; ok {
-		// Labels are shortened for long names; the annotation carries the full namespace/name.
-		if nn, err := parseNamespacedName(full); err == nil {
-			return []reconcile.Request{{NamespacedName: nn}}
-		}
-	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	return []reconcile.Request{{NamespacedName: owner.Key()}}
 }
 
 func (r *NestMachineReconciler) infraClusterToNestMachines(ctx context.Context, o client.Object) []reconcile.Request {
@@ -167,8 +164,19 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, nm); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.versions.forget(req.NamespacedName)
+			if moved, ok := r.moved.take(req.NamespacedName); ok {
+				return r.moved.finish(ctx, moved, r.handOverMachine)
+			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if movedAway(nm) {
+		// Before the pause check: clusterctl move pauses the Cluster first.
+		res, err := r.moved.finish(ctx, nm, r.handOverMachine)
+		if err != nil || res.RequeueAfter > 0 {
+			return res, err
+		}
+		return ctrl.Result{}, r.removeFinalizer(ctx, nm)
 	}
 	if r.versions.stale(nm) {
 		// The cache is behind this controller's last write: work from the API server's copy.
@@ -305,13 +313,13 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 		return err
 	}
 	s.infraObj = ic
-	s.namespace = infra.TenantNamespace(ic.Spec.TenantNamespacePrefix, s.cluster.Namespace, s.cluster.Name)
+	s.namespace = ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, s.cluster.Namespace, s.cluster.Name)
 	conn, err := r.Registry.Get(s.infraName)
 	if err != nil {
 		return &waitError{infrav1.InfraClusterUnavailableReason, fmt.Sprintf("Infra cluster %s is not reachable: %s", s.infraName, conditions.GetMessage(ic, infrav1.ReadyCondition))}
 	}
 	s.conn = conn
-	return ensureTenantNamespace(ctx, conn, s.namespace, s.cluster, nc)
+	return ensureTenantNamespace(ctx, conn, r.Identity, s.namespace, s.cluster, nc)
 }
 
 func listsInfra(nc *infrav1.NestCluster, name string) bool {
@@ -371,7 +379,7 @@ func (r *NestMachineReconciler) releaseOrWait(ctx context.Context, s *machineSco
 		}
 		return ctrl.Result{}, false, err
 	}
-	grace := time.Duration(ptr.Deref(ic.Spec.OrphanGracePeriodSeconds, 300)) * time.Second
+	grace := orphanGrace(ic)
 	left := grace - time.Since(s.nm.DeletionTimestamp.Time)
 	if left > 0 {
 		msg := fmt.Sprintf("Infra cluster %s is unreachable: waiting up to %s for it before releasing the machine", s.infraName, left.Round(time.Second))
@@ -400,11 +408,14 @@ func (r *NestMachineReconciler) reconcileDelete(ctx context.Context, s *machineS
 		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(nm), live); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		if live.Status.Remote == nil {
+		nm.Status.Remote = live.Status.Remote
+		if nm.Status.Remote == nil {
+			nm.Status.Remote = remoteFromProviderID(nm)
+		}
+		if nm.Status.Remote == nil {
 			controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
 			return ctrl.Result{}, nil
 		}
-		nm.Status.Remote = live.Status.Remote
 	}
 	s.infraName = nm.Status.Remote.InfraCluster
 	s.namespace = nm.Status.Remote.Namespace
@@ -429,6 +440,20 @@ func (r *NestMachineReconciler) reconcileDelete(ctx context.Context, s *machineS
 	ctrl.LoggerFrom(ctx).Info("Remote objects gone: releasing the NestMachine")
 	controllerutil.RemoveFinalizer(nm, infrav1.NestMachineFinalizer)
 	return ctrl.Result{}, nil
+}
+
+// remoteFromProviderID is what spec.providerID names, for a machine whose status does not record its
+// remote object: clusterctl move carries spec, not status.
+func remoteFromProviderID(nm *infrav1.NestMachine) *infrav1.RemoteObject {
+	infraName, ns, name, err := ownership.ParseProviderID(nm.Spec.ProviderID)
+	if err != nil {
+		return nil
+	}
+	kind := "VirtualMachine"
+	if nm.Spec.BareMetal != nil {
+		kind = hostKind
+	}
+	return &infrav1.RemoteObject{InfraCluster: infraName, Kind: kind, Namespace: ns, Name: name}
 }
 
 // summarizeMachine sets phase and Ready from the other conditions.

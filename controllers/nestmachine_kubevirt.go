@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -22,21 +20,8 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
-
-// ProviderID is the providerID of a machine: nest://<infra-cluster>/<namespace>/<name>, unique across
-// every Infra cluster.
-func ProviderID(infraCluster, namespace, name string) string {
-	return fmt.Sprintf("nest://%s/%s/%s", infraCluster, namespace, name)
-}
-
-func parseNamespacedName(s string) (types.NamespacedName, error) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" {
-		return types.NamespacedName{}, fmt.Errorf("%q is not <namespace>/<name>", s)
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}, nil
-}
 
 // reconcileVM creates the VirtualMachine and its bootstrap Secret, reconciles drift, and reports
 // what the VM, its instance and DataVolumes say. Progress arrives as watch events from the Infra
@@ -49,6 +34,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	in := kubevirt.Input{
 		NestMachine: nm, Machine: s.machine, ClusterName: s.cluster.Name, NestClusterName: s.nestCluster.Name,
 		Namespace: s.namespace, SchedulerName: s.infraObj.Spec.SchedulerName, BootstrapSecretName: kubevirt.BootstrapSecretName(vmName),
+		Identity: r.Identity,
 	}
 	key := client.ObjectKey{Namespace: s.namespace, Name: vmName}
 
@@ -64,13 +50,16 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("reading VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
 	default:
+		if ok, err := r.claimVM(ctx, s, in, vm); err != nil || !ok {
+			return ctrl.Result{}, err
+		}
 		if err := reconcileVMDrift(ctx, s, in, vm); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
 	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: "VirtualMachine", Namespace: s.namespace, Name: vmName}
 	if nm.Spec.ProviderID == "" {
-		nm.Spec.ProviderID = ProviderID(s.infraName, s.namespace, vmName)
+		nm.Spec.ProviderID = ownership.ProviderID(s.infraName, s.namespace, vmName)
 	}
 
 	if err := r.ensureBootstrapSecret(ctx, s, in, vm); err != nil {
@@ -86,7 +75,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	}
 	dvs := &cdiv1beta1.DataVolumeList{}
 	if s.conn.Serves(cdiv1beta1.SchemeGroupVersion.Group) {
-		if err := c.List(ctx, dvs, client.InNamespace(s.namespace), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)}); err != nil {
+		if err := c.List(ctx, dvs, client.InNamespace(s.namespace), machineObjects(nm)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -107,6 +96,54 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	conditions.Set(nm, metav1.Condition{Type: infrav1.VMProvisionedCondition, Status: metav1.ConditionFalse, Reason: st.Reason, Message: st.Message})
 	log.V(4).Info("VM not running yet", "reason", st.Reason, "message", st.Message)
 	return ctrl.Result{}, nil
+}
+
+// machineObjects selects the objects made for a NestMachine by its namespace and name, which a move
+// keeps (its UID, in the objects' templates, it does not).
+func machineObjects(nm *infrav1.NestMachine) client.MatchingLabels {
+	return client.MatchingLabels{infrav1.NestMachineNamespaceLabel: nm.Namespace, infrav1.NestMachineNameLabel: ownership.LabelValue(nm.Name)}
+}
+
+// claimVM decides whether the VM found under the machine's VM name is the machine's (ownership.Claim):
+// its own, one to adopt (moved here by clusterctl move, or restored: the VM and its bootstrap Secret
+// are stamped with this management cluster's identity and the machine's UID, their spec untouched),
+// or someone else's, which is never touched: the machine waits and its condition says why.
+func (r *NestMachineReconciler) claimVM(ctx context.Context, s *machineScope, in kubevirt.Input, vm *kubevirtv1.VirtualMachine) (bool, error) {
+	owner := in.Owner()
+	verdict, why := ownership.Claim(r.Identity, owner, ownership.PointsAt(s.nm, s.infraName, vm.Namespace, vm.Name), vm)
+	switch verdict {
+	case ownership.Ours:
+		return true, nil
+	case ownership.Adopt:
+		c := s.conn.Client()
+		secret := &corev1.Secret{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: vm.Namespace, Name: in.BootstrapSecretName}, secret)
+		switch {
+		case err == nil:
+			if ownership.Stamp(secret, r.Identity, owner) {
+				if err := c.Update(ctx, secret); err != nil {
+					return false, fmt.Errorf("adopting the bootstrap Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+				}
+			}
+		case !apierrors.IsNotFound(err):
+			return false, err
+		}
+		if ownership.Stamp(vm, r.Identity, owner) {
+			if err := c.Update(ctx, vm); err != nil {
+				return false, fmt.Errorf("adopting VirtualMachine %s in Infra cluster %s: %w", client.ObjectKeyFromObject(vm), s.infraName, err)
+			}
+		}
+		ctrl.LoggerFrom(ctx).Info("Adopted the VirtualMachine", "infraCluster", s.infraName, "vm", client.ObjectKeyFromObject(vm).String(), "why", why)
+		return true, nil
+	default:
+		msg := fmt.Sprintf("VirtualMachine %s/%s in Infra cluster %s is in the way: %s", vm.Namespace, vm.Name, s.infraName, why)
+		if verdict == ownership.Earlier {
+			msg += "; the sweeper removes it once its grace period has passed"
+		}
+		ctrl.LoggerFrom(ctx).Info("Waiting: " + msg)
+		setWaiting(s.nm, infrav1.VMProvisionedCondition, infrav1.VMNameInUseReason, msg)
+		return false, nil
+	}
 }
 
 // createVM renders and creates the VM and its bootstrap Secret. It returns nil (and no error) when
@@ -235,6 +272,14 @@ func deleteVM(ctx context.Context, s *machineScope) (bool, error) {
 		return false, err
 	}
 	vmGone := apierrors.IsNotFound(err)
+	if !vmGone {
+		owner := ownership.Owner{Kind: ownership.KindNestMachine, Namespace: s.nm.Namespace, Name: s.nm.Name, UID: s.nm.UID}
+		if have, ok := ownership.OwnerOf(vm); !ok || !have.Same(owner) || (have.UID != s.nm.UID && !ownership.PointsAt(s.nm, s.infraName, vm.Namespace, vm.Name)) {
+			// Not this machine's (an earlier one's of the same name, or someone else's): not ours to delete.
+			ctrl.LoggerFrom(ctx).Info("The VM under this machine's name is not its own: leaving it", "vm", key.String())
+			return true, nil
+		}
+	}
 	if !vmGone && vm.DeletionTimestamp.IsZero() {
 		if err := c.Delete(ctx, vm); err != nil && !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("deleting VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
@@ -253,7 +298,7 @@ func deleteVM(ctx context.Context, s *machineScope) (bool, error) {
 	}
 	if s.conn.Serves(cdiv1beta1.SchemeGroupVersion.Group) {
 		dvs := &cdiv1beta1.DataVolumeList{}
-		if err := c.List(ctx, dvs, client.InNamespace(remote.Namespace), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(s.nm.UID)}); err != nil {
+		if err := c.List(ctx, dvs, client.InNamespace(remote.Namespace), machineObjects(s.nm)); err != nil {
 			return false, err
 		}
 		if len(dvs.Items) > 0 {

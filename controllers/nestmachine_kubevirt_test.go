@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
-	"github.com/nestcapi/cluster-api-provider-nest/controllers"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 )
 
@@ -75,7 +75,7 @@ func TestVMMachinesProvisionInTheirFailureDomain(t *testing.T) {
 		infra string
 	}{{cp, "infra-b"}, {worker, "infra-c"}} {
 		vmName := kubevirt.VMName(tc.nm)
-		g.Expect(tc.nm.Spec.ProviderID).To(Equal(controllers.ProviderID(tc.infra, ns, vmName)))
+		g.Expect(tc.nm.Spec.ProviderID).To(Equal(ownership.ProviderID(tc.infra, ns, vmName)))
 		g.Expect(tc.nm.Status.FailureDomain).To(Equal(tc.infra))
 		g.Expect(tc.nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning), "conditions: %+v", tc.nm.Status.Conditions)
 		g.Expect(tc.nm.Status.Addresses).To(ContainElement(HaveField("Type", clusterv1.MachineInternalIP)))
@@ -243,13 +243,13 @@ func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnect
 		g.Expect(c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})).To(Succeed())
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the NestCluster made its tenant namespace")
 
-	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-bootstrap", Labels: map[string]string{
-		infrav1.ManagedByLabel:            infrav1.ManagedByValue,
-		infrav1.NestMachineNamespaceLabel: nc.Namespace,
-		infrav1.NestMachineNameLabel:      "gone-machine",
-		infrav1.NestMachineUIDLabel:       "3b0f1d5e-0000-4000-8000-000000000000",
-	}}}
+	gone := ownership.Owner{Kind: ownership.KindNestMachine, Namespace: nc.Namespace, Name: "gone-machine", UID: "3b0f1d5e-0000-4000-8000-000000000000", NestCluster: nc.Name}
+	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-bootstrap",
+		Labels: ownership.Labels(identity, gone), Annotations: ownership.Annotations(gone)}}
 	g.Expect(c.Create(ctx, stray)).To(Succeed())
+	othersStray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-of-another-management-cluster",
+		Labels: ownership.Labels("mgmt-other", gone), Annotations: ownership.Annotations(gone)}}
+	g.Expect(c.Create(ctx, othersStray)).To(Succeed())
 	kept := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-ours", Labels: map[string]string{
 		infrav1.NestMachineNameLabel: "gone-machine",
 	}}}
@@ -260,6 +260,7 @@ func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnect
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(stray), &corev1.Secret{}))
 	}, 30*time.Second, 200*time.Millisecond).Should(BeTrue(), "the sweeper deletes the object of a NestMachine that no longer exists")
 	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.Secret{})).To(Succeed(), "an object without the provider's managed-by label is never swept")
+	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(othersStray), &corev1.Secret{})).To(Succeed(), "another management cluster's object is never swept")
 }
 
 // A paused Cluster (clusterctl move pauses it) stops its NestMachines before they create anything;

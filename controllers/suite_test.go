@@ -8,17 +8,22 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/nestcapi/cluster-api-provider-nest/internal/manager"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 	kvsim "github.com/nestcapi/cluster-api-provider-nest/test/sim/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/nodes"
 )
 
 const providerNamespace = "nest-system"
+
+// identity is the management cluster identity of the suite's manager.
+const identity ownership.Identity = "mgmt-test"
 
 var (
 	topo *envtest.Topology
@@ -64,6 +69,17 @@ func exitOn(err error) {
 
 // startManager starts the provider's manager against the management API server.
 func startManager(ctx context.Context) error {
+	stop, err := startManagerOn(ctx, topo.Management.Config, identity)
+	if err != nil {
+		return err
+	}
+	stopManager = stop
+	return nil
+}
+
+// startManagerOn starts a manager of the provider against the management API server at cfg, with the
+// given management cluster identity, and returns how to stop it.
+func startManagerOn(ctx context.Context, cfg *rest.Config, id ownership.Identity) (stop func(), err error) {
 	opts := manager.DefaultOptions()
 	opts.Manager.DiagnosticsAddress = "0"
 	opts.Manager.InsecureDiagnostics = true
@@ -71,19 +87,19 @@ func startManager(ctx context.Context) error {
 	opts.WebhookPort = 0
 	opts.ProviderNamespace = providerNamespace
 	opts.InProcessRestart = true
+	opts.ManagementClusterID = string(id)
 	mgrCtx, cancel := context.WithCancel(ctx)
-	mgr, err := manager.New(mgrCtx, topo.Management.Config, envtest.Scheme(), opts)
+	mgr, err := manager.New(mgrCtx, cfg, envtest.Scheme(), opts)
 	if err != nil {
 		cancel()
-		return err
+		return nil, err
 	}
 	done := make(chan error)
 	go func() { done <- mgr.Start(mgrCtx) }()
-	stopManager = func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
-	}
-	return nil
+	}, nil
 }

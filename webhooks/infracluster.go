@@ -93,20 +93,25 @@ func (w *InfraCluster) ValidateUpdate(ctx context.Context, oldIC, newIC *infrav1
 	return admission.Warnings{fmt.Sprintf("spec.allowedNamespaces no longer admits NestClusters that use this Infra cluster: %v; their machines here are no longer placed or replaced here", lost)}, nil
 }
 
-// ValidateDelete allows the deletion and warns about NestClusters that still list the Infra cluster.
+// ValidateDelete refuses to delete an Infra cluster that NestClusters still list: deleting it would
+// leave their machines there without a provider. The message names them. NestClusters being deleted
+// do not count: the InfraCluster's finalizer waits for them.
 func (w *InfraCluster) ValidateDelete(ctx context.Context, ic *infrav1.InfraCluster) (admission.Warnings, error) {
 	users, err := w.users(ctx, ic.Name)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	if len(users) == 0 {
+	var names []string
+	for _, nc := range users {
+		if nc.DeletionTimestamp.IsZero() {
+			names = append(names, nc.Namespace+"/"+nc.Name)
+		}
+	}
+	if len(names) == 0 {
 		return nil, nil
 	}
-	names := make([]string, 0, len(users))
-	for _, nc := range users {
-		names = append(names, nc.Namespace+"/"+nc.Name)
-	}
-	return admission.Warnings{fmt.Sprintf("NestClusters %v still list this Infra cluster in spec.infraClusters: their machines here are released and their objects swept", names)}, nil
+	return nil, apierrors.NewForbidden(infrav1.GroupVersion.WithResource("infraclusters").GroupResource(), ic.Name,
+		fmt.Errorf("NestClusters %v still list it in spec.infraClusters: remove it from them (their machines there are then replaced elsewhere) before deleting it", names))
 }
 
 // users lists the NestClusters whose spec names the Infra cluster.

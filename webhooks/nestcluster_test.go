@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -177,9 +179,11 @@ func TestNestClusterSpecRules(t *testing.T) {
 		nc := nestCluster(ns, gone.Name)
 		nc.Finalizers = []string{infrav1.NestClusterFinalizer}
 		g.Expect(k8sClient.Create(ctx, nc)).To(Succeed())
-		g.Expect(k8sClient.Delete(ctx, gone)).To(Succeed())
-		waitGone(t, gone)
 		g.Expect(k8sClient.Delete(ctx, nc)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Delete(ctx, gone)).To(Succeed())
+		}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "a NestCluster being deleted does not hold its InfraCluster")
+		waitGone(t, gone)
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(nc), nc)).To(Succeed())
 		nc.Finalizers = nil
 		g.Expect(k8sClient.Update(ctx, nc)).To(Succeed())
@@ -249,7 +253,7 @@ func TestInfraClusterRules(t *testing.T) {
 		expectInvalid(NewWithT(t), k8sClient.Create(ctx, ic), "spec.allowedNamespaces.selector.matchExpressions[0].values: Forbidden")
 	})
 
-	t.Run("warnings for no namespace, tenants losing access, and deletion in use", func(t *testing.T) {
+	t.Run("warnings for no namespace and tenants losing access; deletion in use refused", func(t *testing.T) {
 		g := NewWithT(t)
 		wctx, recorded := withWarnings(ctx)
 		g.Expect(k8sClient.Create(wctx, infraCluster(nil))).To(Succeed())
@@ -268,8 +272,14 @@ func TestInfraClusterRules(t *testing.T) {
 		g.Expect(k8sClient.Update(wctx, ic)).To(Succeed())
 		g.Expect(recorded.all()).To(ContainElement(ContainSubstring("no longer admits NestClusters that use this Infra cluster: [" + ns + "/" + nc.Name + "]")))
 
-		wctx, recorded = withWarnings(ctx)
-		g.Expect(k8sClient.Delete(wctx, ic)).To(Succeed())
-		g.Expect(recorded.all()).To(ContainElement(ContainSubstring("NestClusters [" + ns + "/" + nc.Name + "] still list this Infra cluster")))
+		err := k8sClient.Delete(ctx, ic)
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
+		g.Expect(err).To(MatchError(ContainSubstring("NestClusters [" + ns + "/" + nc.Name + "] still list it in spec.infraClusters")))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ic), &infrav1.InfraCluster{})).To(Succeed(), "refused before anything happened")
+
+		g.Expect(k8sClient.Delete(ctx, nc)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Delete(ctx, ic)).To(Succeed())
+		}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "an unused InfraCluster may go")
 	})
 }

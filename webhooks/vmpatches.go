@@ -3,6 +3,7 @@ package webhooks
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -10,17 +11,18 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // protectedVMPointers are the parts of the rendered VirtualMachine a patch may not write: its
 // identity and the labels the provider finds it by. A patch that changed them would orphan the VM.
 var protectedVMPointers = func() []string {
 	pointers := []string{"/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"}
-	for _, label := range []string{
-		infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel, infrav1.NestMachineNameLabel, infrav1.NestMachineUIDLabel,
-		infrav1.NestClusterNamespaceLabel, infrav1.NestClusterNameLabel, clusterv1.ClusterNameLabel,
-	} {
+	for _, label := range append(slices.Clone(ownership.LabelKeys), clusterv1.ClusterNameLabel) {
 		pointers = append(pointers, "/metadata/labels/"+escapePointerToken(label))
+	}
+	for _, annotation := range ownership.AnnotationKeys {
+		pointers = append(pointers, "/metadata/annotations/"+escapePointerToken(annotation))
 	}
 	return pointers
 }()

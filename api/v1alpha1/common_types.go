@@ -22,6 +22,19 @@ const (
 	NestClusterNamespaceLabel = "nest.infrastructure.cluster.x-k8s.io/cluster-namespace"
 	// NestClusterNameLabel is the name of the owning NestCluster.
 	NestClusterNameLabel = "nest.infrastructure.cluster.x-k8s.io/cluster-name"
+	// ManagementClusterLabel is the identity of the management cluster whose provider made the object
+	// (the manager's --management-cluster-id). A sweeper only ever considers objects carrying its own.
+	ManagementClusterLabel = "nest.infrastructure.cluster.x-k8s.io/management-cluster"
+
+	// NestMachineAnnotation holds "<namespace>/<name>" of the owning NestMachine in full: the
+	// NestMachineNameLabel is shortened with a hash when the name is longer than a label value.
+	NestMachineAnnotation = "nest.infrastructure.cluster.x-k8s.io/machine"
+	// NestClusterAnnotation holds "<namespace>/<name>" of the owning NestCluster in full.
+	NestClusterAnnotation = "nest.infrastructure.cluster.x-k8s.io/cluster"
+	// HandedOverAnnotation is set, with the identity of the management cluster that let the object go,
+	// when its owner was moved away by clusterctl move (and the ManagementClusterLabel removed): no
+	// sweeper considers it until the management cluster the owner moved to adopts it.
+	HandedOverAnnotation = "nest.infrastructure.cluster.x-k8s.io/handed-over-by"
 )
 
 // Condition types and reasons shared by several kinds.

@@ -29,6 +29,9 @@ const (
 	APINotServedReason = "APINotServed"
 	// APIServedReason: discovery lists the API group.
 	APIServedReason = "APIServed"
+	// InfraClusterInUseReason: the InfraCluster is being deleted while NestClusters list it or
+	// NestMachines run on it; the message names them.
+	InfraClusterInUseReason = "InfraClusterInUse"
 )
 
 // InfraClusterSpec says how to reach an Infra cluster and who may use it.
@@ -183,6 +186,7 @@ type OrphanedObject struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:storageversion
 // +kubebuilder:metadata:labels="cluster.x-k8s.io/v1beta2=v1alpha1"
+// +kubebuilder:metadata:labels="clusterctl.cluster.x-k8s.io/move-hierarchy="
 // +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].status"
 // +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].reason"
 // +kubebuilder:printcolumn:name="Version",type="string",JSONPath=".status.kubernetesVersion"

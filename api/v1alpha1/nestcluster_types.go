@@ -25,6 +25,9 @@ const (
 	NamespaceNotAllowedReason = "NamespaceNotAllowed"
 	// InfraClusterNotReadyReason: a listed InfraCluster is not Ready.
 	InfraClusterNotReadyReason = "InfraClusterNotReady"
+	// TenantNamespaceNotUsableReason: the tenant namespace in a listed Infra cluster cannot be used:
+	// it is being deleted, or another management cluster made it.
+	TenantNamespaceNotUsableReason = "TenantNamespaceNotUsable"
 	// WaitingForEndpointReason: the control-plane endpoint is neither given nor provided yet.
 	WaitingForEndpointReason = "WaitingForEndpoint"
 	// RestoreRequestedReason: the provider asked the control plane to roll out to rebalance.

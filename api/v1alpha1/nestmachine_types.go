@@ -42,6 +42,17 @@ const (
 	HostErrorReason = "HostError"
 	// OrphanedReason: the Infra cluster stayed unreachable past the grace period during delete.
 	OrphanedReason = "Orphaned"
+	// VMNameInUseReason: an object under the machine's VM name belongs to someone else (another
+	// NestMachine, another management cluster, or an earlier NestMachine of the same name the sweeper
+	// has not removed yet); the machine waits and never touches it.
+	VMNameInUseReason = "VMNameInUse"
+	// HandedOverReason: the machine was moved away by clusterctl move; what it made in the Infra
+	// cluster was left running for the management cluster it moved to.
+	HandedOverReason = "HandedOver"
+	// SweptReason: the sweeper deleted an object whose owner is gone.
+	SweptReason = "Swept"
+	// OrphanKeptReason: the sweeper found an object without an owner and kept it, for the reason given.
+	OrphanKeptReason = "OrphanKept"
 )
 
 // NestMachinePhase is a one-word summary for people; conditions are the API.

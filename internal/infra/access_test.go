@@ -44,28 +44,6 @@ func TestAllows(t *testing.T) {
 	}
 }
 
-func TestTenantNamespaceIsADNSLabelAndUnique(t *testing.T) {
-	cases := []struct {
-		prefix, ns, name, want string
-	}{
-		{"nest-", "default", "tenant-a", "nest-default-tenant-a"},
-		{"", "team", "c1", "team-c1"},
-	}
-	for _, tc := range cases {
-		if got := TenantNamespace(tc.prefix, tc.ns, tc.name); got != tc.want {
-			t.Errorf("TenantNamespace(%q,%q,%q) = %q, want %q", tc.prefix, tc.ns, tc.name, got, tc.want)
-		}
-	}
-	long1 := TenantNamespace("nest-", "a-very-long-namespace-name-for-a-team", "a-very-long-cluster-name-number-1")
-	long2 := TenantNamespace("nest-", "a-very-long-namespace-name-for-a-team", "a-very-long-cluster-name-number-2")
-	if len(long1) > 63 || len(long2) > 63 {
-		t.Fatalf("shortened names exceed 63 characters: %q %q", long1, long2)
-	}
-	if long1 == long2 {
-		t.Fatalf("distinct long names collapsed to %q", long1)
-	}
-}
-
 func TestSummariseNodesCountsOnlySchedulableReadyNodes(t *testing.T) {
 	node := func(name string, ready, cordoned bool, cpu string) corev1.Node {
 		status := corev1.ConditionFalse

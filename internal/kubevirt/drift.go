@@ -5,7 +5,14 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
+
+// templateAnnotationKeys are the template annotations drift reconciles: the owner in full, which the
+// instance carries so that its events find a NestMachine with a long name.
+var templateAnnotationKeys = []string{infrav1.NestMachineAnnotation, infrav1.NestClusterAnnotation}
 
 // MutableDrift brings the fields of an existing VM that may change after creation back to what was
 // rendered, and tells whether anything changed (so whether to send an update). Those fields are:
@@ -24,7 +31,7 @@ func MutableDrift(desired, actual *kubevirtv1.VirtualMachine) (*kubevirtv1.Virtu
 	if syncOwned(&updated.Labels, desired.Labels, ownedLabelKeys) {
 		changed = true
 	}
-	if syncOwned(&updated.Annotations, desired.Annotations, []string{NestMachineAnnotation}) {
+	if syncOwned(&updated.Annotations, desired.Annotations, ownership.AnnotationKeys) {
 		changed = true
 	}
 	if !equality.Semantic.DeepEqual(updated.Spec.RunStrategy, desired.Spec.RunStrategy) || updated.Spec.Running != nil {
@@ -38,7 +45,10 @@ func MutableDrift(desired, actual *kubevirtv1.VirtualMachine) (*kubevirtv1.Virtu
 		return updated, changed
 	}
 	want, got := &desired.Spec.Template.Spec, &updated.Spec.Template.Spec
-	if syncOwned(&updated.Spec.Template.ObjectMeta.Labels, desired.Spec.Template.ObjectMeta.Labels, ownedLabelKeys) {
+	if syncOwned(&updated.Spec.Template.ObjectMeta.Labels, desired.Spec.Template.ObjectMeta.Labels, templateDriftKeys) {
+		changed = true
+	}
+	if syncOwned(&updated.Spec.Template.ObjectMeta.Annotations, desired.Spec.Template.ObjectMeta.Annotations, templateAnnotationKeys) {
 		changed = true
 	}
 	if !equality.Semantic.DeepEqual(got.EvictionStrategy, want.EvictionStrategy) {

@@ -122,7 +122,8 @@ func TestMutableDrift(t *testing.T) {
 			actual:      func(vm *kubevirtv1.VirtualMachine) { vm.Annotations = map[string]string{"note": "x"} },
 			wantChanged: true,
 			check: func(g Gomega, updated *kubevirtv1.VirtualMachine) {
-				g.Expect(updated.Annotations).To(Equal(map[string]string{"note": "x", NestMachineAnnotation: "team-a/tenant1-control-plane-x7k2p"}))
+				g.Expect(updated.Annotations).To(Equal(map[string]string{"note": "x", infrav1.NestMachineAnnotation: "team-a/tenant1-control-plane-x7k2p",
+					infrav1.NestClusterAnnotation: "team-a/tenant1"}))
 			},
 		},
 		{

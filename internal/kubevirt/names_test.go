@@ -56,27 +56,6 @@ func TestVMNameIsDeterministicAndUniqueForLongNames(t *testing.T) {
 	g.Expect(VMName(machineNamed("a.b"))).NotTo(Equal(VMName(machineNamed("a-b"))))
 }
 
-func TestLabelValue(t *testing.T) {
-	tests := []struct {
-		name  string
-		value string
-		want  string
-	}{
-		{name: "a valid value is kept", value: "tenant1-md-0-abcde", want: "tenant1-md-0-abcde"},
-		{name: "dots are valid in a label value and kept", value: "web.tenant1", want: "web.tenant1"},
-		{name: "a 63-character value is kept", value: strings.Repeat("x", 63), want: strings.Repeat("x", 63)},
-		{name: "a 64-character value is cut and hashed", value: strings.Repeat("x", 64), want: strings.Repeat("x", 52) + "-7ce100971f"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewWithT(t)
-			got := LabelValue(tt.value)
-			g.Expect(got).To(Equal(tt.want))
-			g.Expect(validation.IsValidLabelValue(got)).To(BeEmpty())
-		})
-	}
-}
-
 func TestDerivedNames(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(RootDataVolumeName("vm-1")).To(Equal("vm-1-root"))

@@ -17,6 +17,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // MaxPatchedSize bounds the JSON of a patched VirtualMachine. A few copy operations can double the
@@ -283,8 +284,11 @@ func sameIdentity(before, after *kubevirtv1.VirtualMachine) error {
 		return errors.New("patches may not change metadata.name: the provider finds the VM by it")
 	case after.Namespace != before.Namespace:
 		return errors.New("patches may not change metadata.namespace")
-	case after.Annotations[NestMachineAnnotation] != before.Annotations[NestMachineAnnotation]:
-		return fmt.Errorf("patches may not change the annotation %s", NestMachineAnnotation)
+	}
+	for _, k := range ownership.AnnotationKeys {
+		if after.Annotations[k] != before.Annotations[k] {
+			return fmt.Errorf("patches may not change the annotation %s", k)
+		}
 	}
 	if err := sameOwnedLabels("metadata.labels", before.Labels, after.Labels); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // Labels, annotations and names this package puts on the objects it renders, beyond the ownership
@@ -26,10 +27,6 @@ const (
 	RoleControlPlane = "control-plane"
 	// RoleWorker is the RoleLabel value of every other machine.
 	RoleWorker = "worker"
-
-	// NestMachineAnnotation holds "<namespace>/<name>" of the owning NestMachine in full: the
-	// NestMachineNameLabel is shortened with a hash when the name is longer than a label value.
-	NestMachineAnnotation = "nest.infrastructure.cluster.x-k8s.io/machine"
 
 	// UserDataKey is the bootstrap Secret key KubeVirt reads the user data from, for both
 	// cloudInitNoCloud and cloudInitConfigDrive secretRef volumes.
@@ -78,6 +75,9 @@ type Input struct {
 	// WithNetworkData makes the bootstrap volume read network data from the Secret's NetworkDataKey
 	// too; set it when RenderBootstrapSecret is given network data.
 	WithNetworkData bool
+	// Identity is the management cluster's, put on the VM and the Secret (not on the VM's template:
+	// a move changes it, and the template is the VM's spec).
+	Identity ownership.Identity
 }
 
 // IsControlPlane tells whether the input renders a control-plane VM: the Machine carries CAPI's
@@ -130,40 +130,43 @@ func (in Input) validate() error {
 	return errors.Join(errs...)
 }
 
-// Labels are the labels RenderVM puts on the VirtualMachine, its template (so on the virt-launcher
-// pod) and its DataVolumes, and RenderBootstrapSecret on the Secret: the tenant cluster and role
-// the scheduler plugin reads, and the ownership labels that map watch events back to the
-// NestMachine and let the orphan sweeper find what is ours. Values longer than a label allows are
-// shortened with LabelValue.
-func Labels(in Input) map[string]string {
-	nm := in.NestMachine
+// Owner is the NestMachine the rendered objects are for.
+func (in Input) Owner() ownership.Owner {
 	nestCluster := in.NestClusterName
 	if nestCluster == "" {
 		nestCluster = in.ClusterName
 	}
-	return map[string]string{
-		clusterv1.ClusterNameLabel:        LabelValue(in.ClusterName),
-		RoleLabel:                         in.role(),
-		infrav1.ManagedByLabel:            infrav1.ManagedByValue,
-		infrav1.NestMachineNamespaceLabel: nm.Namespace,
-		infrav1.NestMachineNameLabel:      LabelValue(nm.Name),
-		infrav1.NestMachineUIDLabel:       string(nm.UID),
-		// The NestCluster lives in the namespace of the Machine, which is the NestMachine's.
-		infrav1.NestClusterNamespaceLabel: nm.Namespace,
-		infrav1.NestClusterNameLabel:      LabelValue(nestCluster),
-	}
+	return ownership.Machine(in.NestMachine, nestCluster)
+}
+
+// Labels are the labels RenderVM puts on the VirtualMachine and RenderBootstrapSecret on the Secret:
+// the tenant cluster and role the scheduler plugin reads, and the ownership labels that map watch
+// events back to the NestMachine and let the orphan sweeper find what is ours.
+func Labels(in Input) map[string]string {
+	l := ownership.Labels(in.Identity, in.Owner())
+	l[clusterv1.ClusterNameLabel] = ownership.LabelValue(in.ClusterName)
+	l[RoleLabel] = in.role()
+	return l
+}
+
+// templateLabels are the labels of the VM's template, so of its instance, pods and DataVolumes: the
+// VM's labels but the management cluster's identity, which adoption after a move changes without
+// touching the VM's spec.
+func templateLabels(in Input) map[string]string {
+	l := Labels(in)
+	delete(l, infrav1.ManagementClusterLabel)
+	return l
 }
 
 // ownedLabelKeys are the label keys Labels sets: the ones drift reconciles and patches may not change.
-var ownedLabelKeys = []string{
-	clusterv1.ClusterNameLabel,
-	RoleLabel,
-	infrav1.ManagedByLabel,
-	infrav1.NestMachineNamespaceLabel,
-	infrav1.NestMachineNameLabel,
-	infrav1.NestMachineUIDLabel,
-	infrav1.NestClusterNamespaceLabel,
-	infrav1.NestClusterNameLabel,
+var ownedLabelKeys = append([]string{clusterv1.ClusterNameLabel, RoleLabel}, ownership.LabelKeys...)
+
+// templateDriftKeys are the template label keys drift reconciles: not the owner's UID nor the
+// identity, which stay as the VM was made (a moved VM's spec is not rewritten; the VM's own labels
+// say who owns it now).
+var templateDriftKeys = []string{
+	clusterv1.ClusterNameLabel, RoleLabel, infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel,
+	infrav1.NestMachineNameLabel, infrav1.NestClusterNamespaceLabel, infrav1.NestClusterNameLabel,
 }
 
 // RenderVM renders the KubeVirt VirtualMachine of a NestMachine, with spec.kubevirt.vmPatches
@@ -178,7 +181,7 @@ func RenderVM(in Input) (*kubevirtv1.VirtualMachine, error) {
 	labels := Labels(in)
 
 	template := &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
+		ObjectMeta: metav1.ObjectMeta{Labels: templateLabels(in), Annotations: ownership.Annotations(in.Owner())},
 		Spec: kubevirtv1.VirtualMachineInstanceSpec{
 			Domain:           renderDomain(spec),
 			EvictionStrategy: ptr.To(evictionStrategy(spec)),
@@ -189,7 +192,7 @@ func RenderVM(in Input) (*kubevirtv1.VirtualMachine, error) {
 		template.Spec.SchedulerName = spec.SchedulerName
 	}
 
-	rootVolume, dataVolumes := renderRootVolume(spec, name, labels)
+	rootVolume, dataVolumes := renderRootVolume(spec, name, templateLabels(in))
 	template.Spec.Volumes = []kubevirtv1.Volume{rootVolume, renderBootstrapVolume(in)}
 	template.Spec.Domain.Devices.Disks = []kubevirtv1.Disk{
 		// The root disk is the only disk with a boot order: libvirt then boots from it alone.
@@ -220,7 +223,7 @@ func RenderVM(in Input) (*kubevirtv1.VirtualMachine, error) {
 			Name:        name,
 			Namespace:   in.Namespace,
 			Labels:      labels,
-			Annotations: map[string]string{NestMachineAnnotation: in.NestMachine.Namespace + "/" + in.NestMachine.Name},
+			Annotations: ownership.Annotations(in.Owner()),
 		},
 		Spec: kubevirtv1.VirtualMachineSpec{
 			RunStrategy:         ptr.To(runStrategy(spec)),
@@ -452,7 +455,7 @@ func RenderBootstrapSecret(in Input, userData, networkData []byte) *corev1.Secre
 			Name:        in.BootstrapSecretName,
 			Namespace:   in.Namespace,
 			Labels:      Labels(in),
-			Annotations: map[string]string{NestMachineAnnotation: in.NestMachine.Namespace + "/" + in.NestMachine.Name},
+			Annotations: ownership.Annotations(in.Owner()),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,

@@ -13,6 +13,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 func TestRenderVM(t *testing.T) {
@@ -48,7 +49,7 @@ func TestRenderVM(t *testing.T) {
 				g.Expect(vm.Kind).To(Equal("VirtualMachine"))
 				g.Expect(vm.Name).To(Equal("tenant1-md-0-abcde"))
 				g.Expect(vm.Namespace).To(Equal("nest-team-a-tenant1"))
-				g.Expect(vm.Annotations).To(Equal(map[string]string{NestMachineAnnotation: "team-a/tenant1-md-0-abcde"}))
+				g.Expect(vm.Annotations).To(Equal(map[string]string{infrav1.NestMachineAnnotation: "team-a/tenant1-md-0-abcde", infrav1.NestClusterAnnotation: "team-a/tenant1"}))
 			},
 		},
 		{
@@ -95,9 +96,9 @@ func TestRenderVM(t *testing.T) {
 			name:   "labels: a NestMachine name longer than a label value is shortened in the label, kept whole in the annotation",
 			modify: func(in *Input) { in.NestMachine.Name = strings.Repeat("n", 70) },
 			check: func(g Gomega, vm *kubevirtv1.VirtualMachine) {
-				g.Expect(vm.Labels[infrav1.NestMachineNameLabel]).To(Equal(LabelValue(strings.Repeat("n", 70))))
+				g.Expect(vm.Labels[infrav1.NestMachineNameLabel]).To(Equal(ownership.LabelValue(strings.Repeat("n", 70))))
 				g.Expect(len(vm.Labels[infrav1.NestMachineNameLabel])).To(Equal(63))
-				g.Expect(vm.Annotations[NestMachineAnnotation]).To(Equal("team-a/" + strings.Repeat("n", 70)))
+				g.Expect(vm.Annotations[infrav1.NestMachineAnnotation]).To(Equal("team-a/" + strings.Repeat("n", 70)))
 				g.Expect(vm.Name).To(HaveLen(MaxVMNameLength))
 			},
 		},
@@ -610,7 +611,7 @@ func TestRenderBootstrapSecret(t *testing.T) {
 			g.Expect(s.Namespace).To(Equal("nest-team-a-tenant1"))
 			g.Expect(s.Type).To(Equal(corev1.SecretTypeOpaque))
 			g.Expect(s.Labels).To(Equal(Labels(in)))
-			g.Expect(s.Annotations).To(HaveKeyWithValue(NestMachineAnnotation, "team-a/tenant1-md-0-abcde"))
+			g.Expect(s.Annotations).To(HaveKeyWithValue(infrav1.NestMachineAnnotation, "team-a/tenant1-md-0-abcde"))
 			g.Expect(s.Data).To(Equal(tt.wantData))
 			userData[0] = 'X'
 			g.Expect(s.Data["userdata"][0]).To(Equal(byte('#')), "the Secret must own a copy of the data")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/nestcapi/cluster-api-provider-nest/controllers"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/infra"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
 )
 
@@ -66,7 +68,11 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := setupControllers(ctx, mgr, cfg, o); err != nil {
+	id, err := managementClusterID(ctx, mgr.GetAPIReader(), o.ManagementClusterID)
+	if err != nil {
+		return nil, err
+	}
+	if err := setupControllers(ctx, mgr, cfg, o, id); err != nil {
 		return nil, err
 	}
 	if o.WebhookPort != 0 {
@@ -87,8 +93,24 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	return mgr, nil
 }
 
+// managementClusterID is the identity given, or else the UID of the kube-system namespace.
+func managementClusterID(ctx context.Context, reader client.Reader, given string) (ownership.Identity, error) {
+	id := ownership.Identity(given)
+	if id == "" {
+		ns := &corev1.Namespace{}
+		if err := reader.Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, ns); err != nil {
+			return "", fmt.Errorf("reading the kube-system namespace, whose UID is the default --management-cluster-id: %w", err)
+		}
+		id = ownership.Identity(ns.UID)
+	}
+	if err := id.Validate(); err != nil {
+		return "", fmt.Errorf("--management-cluster-id: %w", err)
+	}
+	return id, nil
+}
+
 // setupControllers registers the Infra-cluster registry and every controller.
-func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options) error {
+func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, id ownership.Identity) error {
 	registry := infra.NewRegistry(infra.Options{Scheme: mgr.GetScheme(), QPS: o.InfraAPIQPS, Burst: o.InfraAPIBurst})
 	if err := mgr.Add(registry); err != nil {
 		return fmt.Errorf("adding the Infra-cluster registry: %w", err)
@@ -99,6 +121,8 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 		ManagementConfig:  cfg,
 		ProviderNamespace: o.ProviderNamespace,
 		Registry:          registry,
+		Recorder:          mgr.GetEventRecorderFor("infracluster-controller"),
+		Identity:          id,
 	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.InfraClusterConcurrency}); err != nil {
 		return fmt.Errorf("setting up the InfraCluster controller: %w", err)
 	}
@@ -107,6 +131,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 		Registry:    registry,
 		Recorder:    mgr.GetEventRecorderFor("nestcluster-controller"),
 		WatchFilter: o.WatchFilter,
+		Identity:    id,
 	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestClusterConcurrency}); err != nil {
 		return fmt.Errorf("setting up the NestCluster controller: %w", err)
 	}
@@ -125,6 +150,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 		ClusterCache: clusterCache,
 		Recorder:     mgr.GetEventRecorderFor("nestmachine-controller"),
 		WatchFilter:  o.WatchFilter,
+		Identity:     id,
 	}).SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestMachineConcurrency}); err != nil {
 		return fmt.Errorf("setting up the NestMachine controller: %w", err)
 	}

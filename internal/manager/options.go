@@ -45,6 +45,11 @@ type Options struct {
 	InfraAPIBurst int
 	// ProviderNamespace holds the kubeconfig Secrets of InfraClusters.
 	ProviderNamespace string
+	// ManagementClusterID is this management cluster's identity, put on everything the provider makes
+	// in Infra clusters (label nest.infrastructure.cluster.x-k8s.io/management-cluster): the sweeper
+	// only ever deletes objects carrying its own. Empty means the UID of the kube-system namespace,
+	// which is stable for the life of the cluster and distinct between clusters.
+	ManagementClusterID string
 	// InProcessRestart allows a second manager in the same process (tests, the sandbox): controller
 	// names are otherwise unique per process.
 	InProcessRestart bool
@@ -98,6 +103,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Request burst to the management cluster.")
 	fs.Float32Var(&o.InfraAPIQPS, "infra-api-qps", o.InfraAPIQPS, "Requests per second to each Infra cluster.")
 	fs.IntVar(&o.InfraAPIBurst, "infra-api-burst", o.InfraAPIBurst, "Request burst to each Infra cluster.")
+	fs.StringVar(&o.ManagementClusterID, "management-cluster-id", o.ManagementClusterID,
+		"Identity of this management cluster, a label value put on everything the provider makes in Infra clusters; the sweeper only deletes objects carrying its own. Empty means the UID of the kube-system namespace. Give each management cluster sharing an Infra cluster its own.")
 	fs.StringVar(&o.ProviderNamespace, "provider-namespace", o.ProviderNamespace,
 		"Namespace of the provider, which holds the kubeconfig Secrets of InfraClusters.")
 }

@@ -3,7 +3,6 @@ package metal3
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"maps"
 	"strings"
 
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
@@ -15,7 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 const (
@@ -35,55 +34,25 @@ type Owner struct {
 	NestMachine *infrav1.NestMachine
 	// NestClusterName is the tenant's NestCluster, in the NestMachine's namespace.
 	NestClusterName string
+	// Identity is the management cluster's.
+	Identity ownership.Identity
 }
 
-// Labels are the ownership labels of the API package, put on a claimed host and its data Secret:
-// they map watch events back to the NestMachine and let the orphan sweeper find what is ours. There
-// is no cluster.x-k8s.io/cluster-name label: people label hosts with it to dedicate them to a
-// cluster, and releasing the host must not remove what a person put there.
-func Labels(o Owner) map[string]string {
-	nm := o.NestMachine
-	return map[string]string{
-		infrav1.ManagedByLabel:            infrav1.ManagedByValue,
-		infrav1.NestMachineNamespaceLabel: nm.Namespace,
-		infrav1.NestMachineNameLabel:      kubevirt.LabelValue(nm.Name),
-		infrav1.NestMachineUIDLabel:       string(nm.UID),
-		infrav1.NestClusterNamespaceLabel: nm.Namespace,
-		infrav1.NestClusterNameLabel:      kubevirt.LabelValue(o.NestClusterName),
-	}
-}
+func (o Owner) owner() ownership.Owner { return ownership.Machine(o.NestMachine, o.NestClusterName) }
 
-// ownedLabelKeys are the keys Labels sets: the ones RenderRelease removes.
-var ownedLabelKeys = []string{
-	infrav1.ManagedByLabel,
-	infrav1.NestMachineNamespaceLabel,
-	infrav1.NestMachineNameLabel,
-	infrav1.NestMachineUIDLabel,
-	infrav1.NestClusterNamespaceLabel,
-	infrav1.NestClusterNameLabel,
-}
-
-// annotations carry the NestMachine's full namespace/name, which the name label may shorten.
-func annotations(o Owner) map[string]string {
-	return map[string]string{kubevirt.NestMachineAnnotation: o.NestMachine.Namespace + "/" + o.NestMachine.Name}
-}
+// Labels are the ownership labels put on a claimed host and its data Secret: they map watch events
+// back to the NestMachine and let the orphan sweeper find what is ours. There is no
+// cluster.x-k8s.io/cluster-name label: people label hosts with it to dedicate them to a cluster, and
+// releasing the host must not remove what a person put there.
+func Labels(o Owner) map[string]string { return ownership.Labels(o.Identity, o.owner()) }
 
 // RenderClaim returns a copy of host claimed for o: consumerRef, ownership labels and annotation.
 // Nothing else changes, so the claim is a small write that only conflicts with other writers.
 func RenderClaim(host *bmov1alpha1.BareMetalHost, o Owner) *bmov1alpha1.BareMetalHost {
 	out := host.DeepCopy()
 	out.Spec.ConsumerRef = ConsumerRef(o.NestMachine)
-	out.Labels = merged(out.Labels, Labels(o))
-	out.Annotations = merged(out.Annotations, annotations(o))
+	ownership.Stamp(out, o.Identity, o.owner())
 	return out
-}
-
-func merged(into, from map[string]string) map[string]string {
-	if into == nil {
-		into = map[string]string{}
-	}
-	maps.Copy(into, from)
-	return into
 }
 
 // Provision is what RenderProvision writes on a claimed host.
@@ -164,7 +133,7 @@ func RenderDataSecret(o Owner, host *bmov1alpha1.BareMetalHost, userData, networ
 			Namespace:   host.Namespace,
 			Name:        DataSecretName(host.Name, o.NestMachine.UID),
 			Labels:      Labels(o),
-			Annotations: annotations(o),
+			Annotations: ownership.Annotations(o.owner()),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
@@ -210,10 +179,12 @@ func Deprovisioned(host *bmov1alpha1.BareMetalHost) bool {
 func RenderRelease(host *bmov1alpha1.BareMetalHost) (out *bmov1alpha1.BareMetalHost, changed bool) {
 	out = host.DeepCopy()
 	out.Spec.ConsumerRef = nil
-	for _, k := range ownedLabelKeys {
+	for _, k := range ownership.LabelKeys {
 		delete(out.Labels, k)
 	}
-	delete(out.Annotations, kubevirt.NestMachineAnnotation)
+	for _, k := range ownership.AnnotationKeys {
+		delete(out.Annotations, k)
+	}
 	return out, differs(host, out)
 }
 

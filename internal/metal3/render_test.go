@@ -11,7 +11,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
 )
 
 func owner() Owner {
@@ -39,7 +38,7 @@ func TestRenderClaimSetsConsumerAndOwnershipAndKeepsTheRest(t *testing.T) {
 		HaveKeyWithValue(infrav1.NestMachineUIDLabel, "uid-1"),
 		HaveKeyWithValue(infrav1.NestClusterNameLabel, "tenant1"),
 	))
-	g.Expect(claimed.Annotations).To(HaveKeyWithValue(kubevirt.NestMachineAnnotation, "team-a/worker-1"))
+	g.Expect(claimed.Annotations).To(HaveKeyWithValue(infrav1.NestMachineAnnotation, "team-a/worker-1"))
 	g.Expect(claimed.Spec.Image).To(BeNil(), "claiming is not provisioning")
 	g.Expect(h.Spec.ConsumerRef).To(BeNil(), "the input is not changed")
 }

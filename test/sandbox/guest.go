@@ -16,6 +16,7 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/nodes"
 )
 
@@ -69,13 +70,13 @@ func tenantKey(namespace, clusterLabel string) string { return namespace + "/" +
 func (g *guest) addTenant(t *Tenant) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.tenants[tenantKey(t.Namespace, kubevirt.LabelValue(t.Name))] = t
+	g.tenants[tenantKey(t.Namespace, ownership.LabelValue(t.Name))] = t
 }
 
 func (g *guest) removeTenant(t *Tenant) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.tenants, tenantKey(t.Namespace, kubevirt.LabelValue(t.Name)))
+	delete(g.tenants, tenantKey(t.Namespace, ownership.LabelValue(t.Name)))
 }
 
 // tenantOf finds the tenant of a machine object in an Infra cluster (a VMI or a claimed host) from
