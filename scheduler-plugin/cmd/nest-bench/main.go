@@ -1,8 +1,18 @@
 // Command nest-bench compares how scheduler profiles pack KubeVirt VMs, scheduler_perf style: the
-// real scheduler over fake nodes, three workloads (uniform, mix, churn) under three profiles
-// (stock LeastAllocated, stock MostAllocated, nest-scheduler). It prints one line per run:
+// real scheduler over fake nodes, under three profiles (stock LeastAllocated, stock MostAllocated,
+// nest-scheduler).
 //
-//	BENCH scheduler workload=<w> profile=<p> nodes_used=<n> lower_bound=<b> ratio=<n/b> pods_per_s=<r>
+// Two sets of workloads. The small-VM set (uniform, mix, churn: 1–4 vCPU VMs on 64-CPU nodes)
+// runs once per profile and prints
+//
+//	BENCH scheduler workload=<w> profile=<p> nodes_used=<n> lower_bound=<b> offline_ffd=<o> ratio=<n/b> pods_per_s=<r>
+//
+// The nested-OpenShift set (tenants, tenants-skewed, bulk, fragment, hetero, tenant-churn: 8–16
+// vCPU VMs on 48-CPU nodes, see internal/bench) runs every seed several times per profile and
+// prints one line per workload and profile with means over the runs, and the comparison with
+// stock MostAllocated: the mean difference in nodes, and the worst seed (mean over its repeats).
+//
+//	BENCH scheduler workload=<w> profile=<p> runs=<k> nodes_used=<mean> lower_bound=<mean> offline_ffd=<mean> ratio_offline=<n/o> vs_most_allocated=<±%> worst_seed_vs_most_allocated=<±nodes> pods_per_s=<mean>
 package main
 
 import (
@@ -10,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -29,9 +40,11 @@ kind: KubeSchedulerConfiguration
 `
 
 // mostAllocatedConfig is the stock profile with NodeResourcesFit switched to MostAllocated, the
-// packing that kube-scheduler offers out of the box.
+// packing that kube-scheduler offers out of the box, scoring every node as nest-scheduler does
+// (the default samples some of them above 100 nodes, which would only make it pack worse).
 const mostAllocatedConfig = stockConfig + `profiles:
 - schedulerName: default-scheduler
+  percentageOfNodesToScore: 100
   pluginConfig:
   - name: NodeResourcesFit
     args:
@@ -44,54 +57,190 @@ const mostAllocatedConfig = stockConfig + `profiles:
           weight: 1
 `
 
+const mostAllocated = "stock-most-allocated"
+
+type options struct {
+	configMap          string
+	nodes              int
+	cpu, memory        string
+	uniform, mix       int
+	seed               uint64
+	seeds, repeats     int
+	workloads, verbose string
+}
+
 func main() {
-	configMap := flag.String("config", "../config/scheduler/configmap.yaml", "the nest-scheduler ConfigMap manifest whose profile is measured")
-	nodes := flag.Int("nodes", 100, "fake nodes in the cluster")
-	cpu := flag.String("node-cpu", "64", "allocatable CPU of each node")
-	memory := flag.String("node-memory", "256Gi", "allocatable memory of each node")
-	uniform := flag.Int("uniform", 1500, "VMs in the uniform workload")
-	mix := flag.Int("mix", 1000, "VMs in the mix workload")
-	seed := flag.Uint64("seed", 1, "seed of the mix and churn workloads")
+	var o options
+	flag.StringVar(&o.configMap, "config", "../config/scheduler/configmap.yaml", "the nest-scheduler ConfigMap manifest whose profile is measured")
+	flag.IntVar(&o.nodes, "nodes", 100, "fake nodes in the cluster of the small-VM workloads")
+	flag.StringVar(&o.cpu, "node-cpu", "64", "allocatable CPU of each node of the small-VM workloads")
+	flag.StringVar(&o.memory, "node-memory", "256Gi", "allocatable memory of each node of the small-VM workloads")
+	flag.IntVar(&o.uniform, "uniform", 1500, "VMs in the uniform workload")
+	flag.IntVar(&o.mix, "mix", 1000, "VMs in the mix workload")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the small-VM mix and churn workloads")
+	flag.IntVar(&o.seeds, "seeds", 8, "seeds of each nested-OpenShift workload (1..seeds)")
+	flag.IntVar(&o.repeats, "repeats", 2, "runs of each nested-OpenShift workload and seed (ties are broken at random)")
+	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run; empty runs all")
+	flag.StringVar(&o.verbose, "runs", "", "also print one BENCH-RUN line per run of these comma-separated workloads ('all' for every one)")
 	flag.Parse()
 	klog.SetOutput(os.Stderr)
 
-	if err := run(*configMap, *nodes, *cpu, *memory, *uniform, *mix, *seed); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "nest-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(configMap string, nodeCount int, cpu, memory string, uniform, mix int, seed uint64) error {
-	profiles, err := loadProfiles(configMap)
+func run(o options) error {
+	profiles, err := loadProfiles(o.configMap)
 	if err != nil {
 		return err
 	}
-	allocatable := v1.ResourceList{
+	selected := func(name string, list string) bool {
+		return list == "all" || (list == "" && name != "") || strings.Contains(","+list+",", ","+name+",")
+	}
+	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
+	ctx := context.Background()
+
+	small := bench.Nodes(o.nodes, allocatable(o.cpu, o.memory))
+	for _, w := range []bench.Workload{
+		bench.Uniform(o.uniform),
+		bench.Mix(o.mix, o.seed),
+		bench.Churn(o.mix*4/5, 4, o.mix*3/10, 0.3, o.seed),
+	} {
+		if !selected(w.Name, o.workloads) {
+			continue
+		}
+		w.Nodes = small
+		for _, p := range profiles {
+			res, err := runOnce(ctx, p, registry, w)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("BENCH scheduler workload=%s profile=%s nodes_used=%d lower_bound=%d offline_ffd=%d ratio=%.3f pods_per_s=%.0f\n",
+				w.Name, p.name, res.NodesUsed, res.LowerBound, res.OfflineFFD, res.Ratio(), res.PodsPerSecond)
+		}
+	}
+
+	for _, gen := range openShiftWorkloads() {
+		name := gen(1).Name
+		if !selected(name, o.workloads) {
+			continue
+		}
+		stats := map[string]*summary{}
+		for _, p := range profiles {
+			stats[p.name] = &summary{}
+		}
+		for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+			w := gen(seed)
+			for rep := range o.repeats {
+				for _, p := range profiles {
+					res, err := runOnce(ctx, p, registry, w)
+					if err != nil {
+						return err
+					}
+					stats[p.name].add(int(seed), res)
+					if selected(name, o.verbose) && o.verbose != "" {
+						fmt.Printf("BENCH-RUN scheduler workload=%s profile=%s seed=%d repeat=%d nodes_used=%d lower_bound=%d offline_ffd=%d pods_per_s=%.0f\n",
+							name, p.name, seed, rep, res.NodesUsed, res.LowerBound, res.OfflineFFD, res.PodsPerSecond)
+					}
+				}
+			}
+		}
+		base := stats[mostAllocated]
+		for _, p := range profiles {
+			s := stats[p.name]
+			fmt.Printf("BENCH scheduler workload=%s profile=%s runs=%d nodes_used=%.1f lower_bound=%.1f offline_ffd=%.1f ratio_offline=%.3f vs_most_allocated=%+.1f%% worst_seed_vs_most_allocated=%+.1f pods_per_s=%.0f\n",
+				name, p.name, s.runs, s.mean(s.nodes), s.mean(s.bound), s.mean(s.offline), s.mean(s.nodes)/s.mean(s.offline),
+				100*(s.mean(s.nodes)/base.mean(base.nodes)-1), s.worstAgainst(base), s.mean(s.podsPerSecond))
+		}
+	}
+	return nil
+}
+
+// openShiftWorkloads are the nested-OpenShift workloads, each as a function of its seed: 48-CPU /
+// 192Gi nodes (hetero: a third each of 32/128, 48/192 and 64/256), 40 tenants of 3 control-plane
+// VMs and 2–6 workers.
+func openShiftWorkloads() []func(seed uint64) bench.Workload {
+	nodes := bench.Nodes(120, allocatable("48", "192Gi"))
+	return []func(uint64) bench.Workload{
+		func(seed uint64) bench.Workload { return bench.Tenants(40, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.TenantsSkewed(40, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Bulk(40, 10, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Fragment(150, 100, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Hetero(40, seed, heteroNodes(150)) },
+		func(seed uint64) bench.Workload { return bench.TenantChurn(30, 4, 10, seed, nodes) },
+	}
+}
+
+func heteroNodes(n int) []*v1.Node {
+	sizes := []v1.ResourceList{allocatable("32", "128Gi"), allocatable("48", "192Gi"), allocatable("64", "256Gi")}
+	nodes := make([]*v1.Node, n)
+	for i := range nodes {
+		nodes[i] = bench.Node(fmt.Sprintf("node-%03d", i), sizes[i%len(sizes)])
+	}
+	return nodes
+}
+
+func allocatable(cpu, memory string) v1.ResourceList {
+	return v1.ResourceList{
 		v1.ResourceCPU:    resource.MustParse(cpu),
 		v1.ResourceMemory: resource.MustParse(memory),
 		v1.ResourcePods:   resource.MustParse("110"),
 	}
-	workloads := []bench.Workload{
-		bench.Uniform(uniform),
-		bench.Mix(mix, seed),
-		bench.Churn(mix*4/5, 4, mix*3/10, 0.3, seed),
+}
+
+func runOnce(ctx context.Context, p namedProfile, registry frameworkruntime.Registry, w bench.Workload) (bench.Result, error) {
+	res, err := bench.Run(ctx, p.profile, registry, w.Nodes, w)
+	if err != nil {
+		return res, fmt.Errorf("workload %s, profile %s: %w", w.Name, p.name, err)
 	}
-	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
-	ctx := context.Background()
-	for _, w := range workloads {
-		for _, p := range profiles {
-			res, err := bench.Run(ctx, p.profile, registry, bench.Nodes(nodeCount, allocatable), w)
-			if err != nil {
-				return fmt.Errorf("workload %s, profile %s: %w", w.Name, p.name, err)
-			}
-			if res.Pending > 0 {
-				return fmt.Errorf("workload %s, profile %s: %d VMs left pending; add nodes", w.Name, p.name, res.Pending)
-			}
-			fmt.Printf("BENCH scheduler workload=%s profile=%s nodes_used=%d lower_bound=%d ratio=%.3f pods_per_s=%.0f\n",
-				w.Name, p.name, res.NodesUsed, res.LowerBound, res.Ratio(), res.PodsPerSecond)
-		}
+	if res.Pending > 0 {
+		return res, fmt.Errorf("workload %s, profile %s: %d VMs left pending; add nodes", w.Name, p.name, res.Pending)
 	}
-	return nil
+	return res, nil
+}
+
+// summary accumulates the runs of one workload under one profile.
+type summary struct {
+	runs                                 int
+	nodes, bound, offline, podsPerSecond float64
+	// bySeed sums nodes used per seed, over its repeats.
+	bySeed map[int][]int
+}
+
+func (s *summary) add(seed int, r bench.Result) {
+	if s.bySeed == nil {
+		s.bySeed = map[int][]int{}
+	}
+	s.runs++
+	s.nodes += float64(r.NodesUsed)
+	s.bound += float64(r.LowerBound)
+	s.offline += float64(r.OfflineFFD)
+	s.podsPerSecond += r.PodsPerSecond
+	s.bySeed[seed] = append(s.bySeed[seed], r.NodesUsed)
+}
+
+func (s *summary) mean(total float64) float64 {
+	return total / float64(s.runs)
+}
+
+// worstAgainst is the largest difference, over seeds, between this profile's mean nodes used and
+// base's: positive when this profile used more nodes on some seed.
+func (s *summary) worstAgainst(base *summary) float64 {
+	worst := -1e9
+	for seed, runs := range s.bySeed {
+		worst = max(worst, meanOf(runs)-meanOf(base.bySeed[seed]))
+	}
+	return worst
+}
+
+func meanOf(v []int) float64 {
+	var sum int
+	for _, x := range v {
+		sum += x
+	}
+	return float64(sum) / float64(len(v))
 }
 
 type namedProfile struct {
@@ -106,7 +255,7 @@ func loadProfiles(configMap string) ([]namedProfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	mostAllocated, err := schedconfig.Decode([]byte(mostAllocatedConfig))
+	most, err := schedconfig.Decode([]byte(mostAllocatedConfig))
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +265,7 @@ func loadProfiles(configMap string) ([]namedProfile, error) {
 	}
 	return []namedProfile{
 		{name: "stock-least-allocated", profile: stock.Profiles[0]},
-		{name: "stock-most-allocated", profile: mostAllocated.Profiles[0]},
+		{name: mostAllocated, profile: most.Profiles[0]},
 		{name: "nest-scheduler", profile: nest.Profiles[0]},
 	}, nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -31,27 +32,92 @@ func TestMemoryOverhead(t *testing.T) {
 	}
 }
 
-func TestLowerBound(t *testing.T) {
-	node := v1.ResourceList{v1.ResourceCPU: resource.MustParse("4"), v1.ResourceMemory: resource.MustParse("16Gi"), v1.ResourcePods: resource.MustParse("110")}
-	pod := func(cpu, memory string) *v1.Pod {
-		return &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
-			v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(memory),
-		}}}}}}
+func pod(cpu, memory string) *v1.Pod {
+	return &v1.Pod{Spec: v1.PodSpec{Containers: []v1.Container{{Resources: v1.ResourceRequirements{Requests: v1.ResourceList{
+		v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(memory),
+	}}}}}}
+}
+
+func controlPlanePod(tenant string) *v1.Pod {
+	return TenantVMPod(tenant+"-cp", "", VM{Type: InstanceType{VCPUs: 1, GuestMemory: resource.MustParse("1Gi")}, Tenant: tenant, ControlPlane: true})
+}
+
+func allocatable(cpu, memory string) v1.ResourceList {
+	return v1.ResourceList{v1.ResourceCPU: resource.MustParse(cpu), v1.ResourceMemory: resource.MustParse(memory), v1.ResourcePods: resource.MustParse("110")}
+}
+
+func repeat(n int, p *v1.Pod) []*v1.Pod {
+	out := make([]*v1.Pod, n)
+	for i := range out {
+		out[i] = p
 	}
+	return out
+}
+
+func TestLowerBound(t *testing.T) {
+	node := allocatable("4", "16Gi")
 	tests := []struct {
-		name string
-		pods []*v1.Pod
-		want int
+		name  string
+		pods  []*v1.Pod
+		nodes []*v1.Node
+		want  int
 	}{
-		{name: "no pods", want: 0},
-		{name: "CPU binds: 6 CPUs need two 4-CPU nodes", pods: []*v1.Pod{pod("3", "1Gi"), pod("3", "1Gi")}, want: 2},
-		{name: "memory binds: 33Gi needs three 16Gi nodes", pods: []*v1.Pod{pod("1", "16Gi"), pod("1", "17Gi")}, want: 3},
-		{name: "an exact fill needs no extra node", pods: []*v1.Pod{pod("2", "8Gi"), pod("2", "8Gi")}, want: 1},
+		{name: "no pods", nodes: Nodes(3, node), want: 0},
+		{name: "CPU binds: 6 CPUs need two 4-CPU nodes", pods: []*v1.Pod{pod("3", "1Gi"), pod("3", "1Gi")}, nodes: Nodes(3, node), want: 2},
+		{name: "memory binds: 33Gi needs three 16Gi nodes", pods: []*v1.Pod{pod("1", "8Gi"), pod("1", "8Gi"), pod("1", "8Gi"), pod("1", "9Gi")}, nodes: Nodes(4, node), want: 3},
+		{name: "an exact fill needs no extra node", pods: []*v1.Pod{pod("2", "8Gi"), pod("2", "8Gi")}, nodes: Nodes(3, node), want: 1},
+		{
+			name: "large items bind: five 9Gi pods make 45Gi, three nodes' worth, but each node holds one",
+			pods: repeat(5, pod("100m", "9Gi")), nodes: Nodes(5, node), want: 5,
+		},
+		{
+			name:  "different sizes: the biggest nodes count first",
+			pods:  []*v1.Pod{pod("6", "1Gi"), pod("6", "1Gi")},
+			nodes: append(Nodes(2, node), Node("big", allocatable("12", "64Gi"))),
+			want:  1,
+		},
+		{name: "too little room anywhere: one more node than there are", pods: []*v1.Pod{pod("5", "1Gi")}, nodes: Nodes(2, node), want: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := LowerBound(tt.pods, node); got != tt.want {
+			if got := LowerBound(tt.pods, tt.nodes); got != tt.want {
 				t.Errorf("LowerBound = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOfflineFFD(t *testing.T) {
+	node := allocatable("4", "16Gi")
+	tests := []struct {
+		name  string
+		pods  []*v1.Pod
+		nodes []*v1.Node
+		want  int
+	}{
+		{name: "no pods", nodes: Nodes(2, node), want: 0},
+		{
+			name: "largest first pairs a 3 with a 1 where arrival order would not",
+			pods: []*v1.Pod{pod("1", "1Gi"), pod("1", "1Gi"), pod("2", "1Gi"), pod("3", "1Gi"), pod("3", "1Gi"), pod("2", "1Gi")},
+			// 3+1, 3+1, 2+2: three nodes, the volume bound.
+			nodes: Nodes(4, node), want: 3,
+		},
+		{
+			name:  "control-plane VMs of one tenant take a node each",
+			pods:  []*v1.Pod{controlPlanePod("a"), controlPlanePod("a"), controlPlanePod("b")},
+			nodes: Nodes(3, node), want: 2,
+		},
+		{
+			name:  "the biggest node is opened first",
+			pods:  []*v1.Pod{pod("3", "1Gi"), pod("3", "1Gi")},
+			nodes: append(Nodes(2, node), Node("big", allocatable("8", "32Gi"))), want: 1,
+		},
+		{name: "a pod that fits nowhere: one more node than there are", pods: []*v1.Pod{pod("5", "1Gi")}, nodes: Nodes(2, node), want: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := OfflineFFD(tt.pods, tt.nodes); got != tt.want {
+				t.Errorf("OfflineFFD = %d, want %d", got, tt.want)
 			}
 		})
 	}
@@ -70,15 +136,15 @@ func TestRunComparesProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
-	allocatable := v1.ResourceList{v1.ResourceCPU: resource.MustParse("16"), v1.ResourceMemory: resource.MustParse("64Gi"), v1.ResourcePods: resource.MustParse("110")}
+	nodeAllocatable := allocatable("16", "64Gi")
 
 	for _, w := range []Workload{Mix(60, 1), Churn(50, 2, 20, 0.3, 1)} {
 		t.Run(w.Name, func(t *testing.T) {
-			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, allocatable), w)
+			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
 			if err != nil {
 				t.Fatal(err)
 			}
-			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, allocatable), w)
+			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,5 +161,62 @@ func TestRunComparesProfiles(t *testing.T) {
 				t.Errorf("PodsPerSecond = %v", packed.PodsPerSecond)
 			}
 		})
+	}
+}
+
+func TestTenant(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for range 20 {
+		vms := Tenant("t", SkewedWorkers, r)
+		if len(vms) < 5 || len(vms) > 9 {
+			t.Fatalf("a tenant of %d VMs, want 3 control-plane VMs and 2 to 6 workers", len(vms))
+		}
+		for i, vm := range vms {
+			if cp := i < 3; vm.ControlPlane != cp || vm.Tenant != "t" {
+				t.Errorf("VM %d: control plane %v of tenant %q, want %v of \"t\"", i, vm.ControlPlane, vm.Tenant, cp)
+			}
+			if i > 3 && vm.Type != vms[3].Type {
+				t.Errorf("workers of one tenant of types %s and %s: want one MachineDeployment type", vms[3].Type.Name, vm.Type.Name)
+			}
+		}
+	}
+}
+
+// TestRunTenantChurn drives tenant creation and deletion through the real scheduler with the
+// shipped profile: every VM is placed and no node runs two control-plane VMs of one tenant.
+func TestRunTenantChurn(t *testing.T) {
+	_, ctx := ktesting.NewTestContext(t)
+	nest, err := schedconfig.LoadConfigMap("../../../config/scheduler/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
+	nodes := Nodes(30, allocatable("48", "192Gi"))
+	res, err := Run(ctx, nest.Profiles[0], registry, nodes, TenantChurn(6, 2, 3, 1, nodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pending != 0 {
+		t.Fatalf("%d VMs left pending", res.Pending)
+	}
+	tenants := map[string]bool{}
+	controlPlanes := map[string]bool{}
+	for _, p := range res.Placed {
+		tenants[p.Labels[clusterNameLabel]] = true
+		if p.Labels[roleLabel] != controlPlaneRole {
+			continue
+		}
+		key := p.Labels[clusterNameLabel] + "@" + p.Spec.NodeName
+		if controlPlanes[key] {
+			t.Errorf("two control-plane VMs of %s on %s", p.Labels[clusterNameLabel], p.Spec.NodeName)
+		}
+		controlPlanes[key] = true
+	}
+	// 6 tenants; each wave deletes a quarter of them (rounded down: 1, then 2) and creates 3.
+	if len(tenants) != 9 {
+		t.Errorf("%d tenants alive at the end, want 9", len(tenants))
+	}
+	if res.NodesUsed < res.LowerBound || res.OfflineFFD < res.LowerBound {
+		t.Errorf("nodes used %d, offline FFD %d: neither may be under the lower bound %d", res.NodesUsed, res.OfflineFFD, res.LowerBound)
 	}
 }

@@ -26,6 +26,10 @@ type Result struct {
 	NodesUsed int
 	// LowerBound is LowerBound of the VMs alive at the end.
 	LowerBound int
+	// OfflineFFD is OfflineFFD of the VMs alive at the end: what packing them all at once reaches.
+	OfflineFFD int
+	// Placed are the VMs alive at the end, each with the node it runs on.
+	Placed []*v1.Pod
 	// Pending counts the VMs the scheduler could not place.
 	Pending int
 	// PodsPerSecond is scheduling attempts divided by the time spent scheduling and binding them.
@@ -71,6 +75,12 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 	var attempts int
 	var busy time.Duration
 	for _, step := range w.Steps {
+		if step.DeleteTenantFraction > 0 {
+			var err error
+			if alive, err = deleteTenants(logger, sched, bindings, alive, step.DeleteTenantFraction, r); err != nil {
+				return Result{}, err
+			}
+		}
 		if step.DeleteFraction > 0 {
 			r.Shuffle(len(alive), func(i, j int) { alive[i], alive[j] = alive[j], alive[i] })
 			n := int(float64(len(alive)) * step.DeleteFraction)
@@ -81,24 +91,23 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 			}
 			alive = alive[n:]
 		}
-		if len(step.Create) == 0 {
-			continue
+		for _, burst := range step.Bursts {
+			pods := make([]*v1.Pod, len(burst))
+			for i, vm := range burst {
+				pods[i] = TenantVMPod(fmt.Sprintf("%s-%05d", w.Name, attempts+i), prof.SchedulerName, vm)
+				sched.SchedulingQueue.Add(ctx, pods[i])
+			}
+			start := time.Now()
+			for range pods {
+				sched.ScheduleOne(ctx)
+			}
+			attempts += len(pods)
+			if err := waitForBindings(ctx, sched, bindings, pods); err != nil {
+				return Result{}, err
+			}
+			busy += time.Since(start)
+			alive = append(alive, pods...)
 		}
-		pods := make([]*v1.Pod, len(step.Create))
-		for i, it := range step.Create {
-			pods[i] = VMPod(fmt.Sprintf("%s-%05d", w.Name, attempts+i), prof.SchedulerName, it)
-			sched.SchedulingQueue.Add(ctx, pods[i])
-		}
-		start := time.Now()
-		for range pods {
-			sched.ScheduleOne(ctx)
-		}
-		attempts += len(pods)
-		if err := waitForBindings(ctx, sched, bindings, pods); err != nil {
-			return Result{}, err
-		}
-		busy += time.Since(start)
-		alive = append(alive, pods...)
 	}
 
 	res := Result{PodsPerSecond: float64(attempts) / busy.Seconds()}
@@ -107,14 +116,47 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 	for _, p := range alive {
 		if node := bindings.node(p.Name); node != "" {
 			used[node] = true
-			placed = append(placed, p)
+			bound := p.DeepCopy()
+			bound.Spec.NodeName = node
+			placed = append(placed, bound)
 		} else {
 			res.Pending++
 		}
 	}
 	res.NodesUsed = len(used)
-	res.LowerBound = LowerBound(placed, nodes[0].Status.Allocatable)
+	res.LowerBound = LowerBound(placed, nodes)
+	res.OfflineFFD = OfflineFFD(placed, nodes)
+	res.Placed = placed
 	return res, nil
+}
+
+// deleteTenants deletes a fraction of the tenants that have VMs alive, with all their VMs, and
+// returns the VMs left.
+func deleteTenants(logger klog.Logger, sched *scheduler.Scheduler, bindings *bindingLog, alive []*v1.Pod, fraction float64, r *rand.Rand) ([]*v1.Pod, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, p := range alive {
+		if t := p.Labels[clusterNameLabel]; t != "" && !seen[t] {
+			seen[t] = true
+			names = append(names, t)
+		}
+	}
+	r.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	gone := map[string]bool{}
+	for _, t := range names[:int(float64(len(names))*fraction)] {
+		gone[t] = true
+	}
+	var left []*v1.Pod
+	for _, p := range alive {
+		if !gone[p.Labels[clusterNameLabel]] {
+			left = append(left, p)
+			continue
+		}
+		if err := deletePod(logger, sched, bindings, p); err != nil {
+			return nil, err
+		}
+	}
+	return left, nil
 }
 
 // deletePod removes a bound VM from the scheduler's cache, as its informer handler would on a

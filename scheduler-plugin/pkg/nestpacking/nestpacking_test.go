@@ -121,6 +121,13 @@ func TestScore(t *testing.T) {
 			want: map[string]int64{"cpu-left": 100, "memory-left": 29},
 		},
 		{
+			name:  "when no node runs a VM, the biggest is opened",
+			pod:   vm("new", "", "16", "64Gi").Obj(),
+			nodes: []*v1.Node{node("small", "32", "128Gi"), node("big", "64", "256Gi"), node("medium", "48", "192Gi")},
+			// MostAllocated would open small, which the VM fills the most.
+			want: map[string]int64{"small": 0, "big": 100, "medium": 0},
+		},
+		{
 			name: "an extended resource the pod asks for is packed on too",
 			pod: st.MakePod().Namespace("tenant-a").Name("gpu-vm").Label(DefaultVMLabelKey, DefaultVMLabelValue).
 				Req(map[v1.ResourceName]string{v1.ResourceCPU: "4", v1.ResourceMemory: "16Gi", extendedGPU: "1"}).Obj(),

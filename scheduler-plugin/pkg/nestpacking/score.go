@@ -11,11 +11,17 @@ import (
 const (
 	// qualityScale is the raw score of a placement that leaves a node exactly full.
 	qualityScale int64 = 10000
+	// maxHostable caps how many copies of the pod a node without VMs is credited with holding;
+	// beyond it a bigger node is not worth more.
+	maxHostable = 64
+	// hostableStep is what each copy of the pod a node without VMs could hold adds to its raw
+	// score: one more than the whole range of packingQuality, so that the node's size decides
+	// first and packing quality only breaks ties between nodes of the same size.
+	hostableStep = qualityScale + 1
 	// vmHostBonus lifts every node that already runs a VM above every node that runs none, so a
 	// new node is opened only when no occupied node fits the pod (the "any fit" rule that keeps
-	// online bin packing close to the optimum when VMs are small next to nodes). The extra point
-	// breaks the one tie left: an occupied node of quality 0 against a pod that fills an empty one.
-	vmHostBonus = qualityScale + 1
+	// online bin packing close to the optimum when VMs are small next to nodes).
+	vmHostBonus = (maxHostable + 1) * hostableStep
 	// normalizeStep is how many raw points one normalized point is worth: 0.2% of packing
 	// quality. 100 points then grade the candidates within 20% of the best one, which is where
 	// the choice is made, and leave everything worse at 0.
@@ -73,14 +79,33 @@ func packingQuality(resources []resourceFit) int64 {
 	return int64(math.Round((1 - waste) * float64(qualityScale)))
 }
 
-// rawScore is the score of placing the pod on a node before normalization: the packing quality,
-// lifted by vmHostBonus when the node already runs a VM.
+// hostable is how many copies of the pod the node's allocatable holds, counted on the resources
+// the pod requests, capped at maxHostable. It sizes a node relative to the VM being placed.
+func hostable(resources []resourceFit) int64 {
+	count := int64(maxHostable)
+	for _, r := range resources {
+		if r.Allocatable <= 0 || r.Request <= 0 {
+			continue
+		}
+		count = min(count, r.Allocatable/r.Request)
+	}
+	return count
+}
+
+// rawScore is the score of placing the pod on a node before normalization, lexicographic in
+// three keys: whether the node already runs a VM (vmHostBonus), then, for a node that runs none,
+// how many such VMs it could hold (hostable), then the packing quality.
+//
+// The second key decides which node to open when no VM host fits: the biggest. Best fit alone
+// (and NodeResourcesFit MostAllocated) would open the smallest, since the pod fills more of it;
+// with nodes of different sizes that spends a whole small node where a big one would have gone
+// on taking VMs, and uses more nodes in the end. Among nodes of one size nothing changes.
 func rawScore(resources []resourceFit, hostsVMs bool) int64 {
 	score := packingQuality(resources)
 	if hostsVMs {
-		score += vmHostBonus
+		return score + vmHostBonus
 	}
-	return score
+	return score + hostable(resources)*hostableStep
 }
 
 // normalizeScores maps raw scores to [0, MaxScore] by their distance from the best one: the best

@@ -74,9 +74,50 @@ func TestPackingQuality(t *testing.T) {
 
 func TestRawScorePrefersNodesThatRunVMs(t *testing.T) {
 	almostEmptyWithVM := rawScore([]resourceFit{fit(1, 1), fit(1, 1)}, true)
-	filledExactlyWithoutVM := rawScore([]resourceFit{fit(0, 1000), fit(0, 1000)}, false)
-	if almostEmptyWithVM <= filledExactlyWithoutVM {
-		t.Errorf("a node that runs a VM scores %d, not above the best node without VMs (%d)", almostEmptyWithVM, filledExactlyWithoutVM)
+	for name, withoutVM := range map[string][]resourceFit{
+		"filled exactly":        {fit(0, 1000), fit(0, 1000)},
+		"holding the most pods": {fit(0, 1), fit(0, 1)},
+		"both":                  {{Allocatable: 1000, Requested: 999, Request: 1, Weight: 1}},
+	} {
+		if score := rawScore(withoutVM, false); almostEmptyWithVM <= score {
+			t.Errorf("a node that runs a VM scores %d, not above a node without VMs %s (%d)", almostEmptyWithVM, name, score)
+		}
+	}
+}
+
+func TestHostable(t *testing.T) {
+	tests := []struct {
+		name      string
+		resources []resourceFit
+		want      int64
+	}{
+		{name: "the scarcest resource decides", resources: []resourceFit{fit(0, 100), fit(0, 300)}, want: 3},
+		{name: "what runs on the node does not shrink it", resources: []resourceFit{fit(900, 100), fit(0, 100)}, want: 10},
+		{name: "resources the pod does not request are left out", resources: []resourceFit{fit(0, 250), fit(0, 0)}, want: 4},
+		{name: "a tiny pod is capped", resources: []resourceFit{fit(0, 1)}, want: maxHostable},
+		{name: "a resource the node lacks is left out", resources: []resourceFit{fit(0, 500), {Request: 1, Weight: 1}}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hostable(tt.resources); got != tt.want {
+				t.Errorf("hostable() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRawScoreOpensTheBiggestNode(t *testing.T) {
+	// A 16-CPU, 64Gi VM against empty nodes of 32/128, 48/192 and 64/256 (in CPUs and Gi).
+	node := func(cpu, memory int64) []resourceFit {
+		return []resourceFit{{Allocatable: cpu, Request: 16, Weight: 1}, {Allocatable: memory, Request: 64, Weight: 1}}
+	}
+	small, medium, big := rawScore(node(32, 128), false), rawScore(node(48, 192), false), rawScore(node(64, 256), false)
+	if !(big > medium && medium > small) {
+		t.Errorf("raw scores of empty nodes 64/256 %d, 48/192 %d, 32/128 %d: want the biggest first", big, medium, small)
+	}
+	// Among nodes that hold as many copies, best fit decides: 48/200 holds 3, like 48/192.
+	if tighter, looser := rawScore(node(48, 192), false), rawScore(node(48, 200), false); tighter <= looser {
+		t.Errorf("raw scores of empty nodes 48/192 %d, 48/200 %d: want the tighter fit first", tighter, looser)
 	}
 }
 
@@ -89,9 +130,9 @@ func TestNormalizeScores(t *testing.T) {
 		{
 			name: "points below the best by distance, floored at zero",
 			scores: fwk.NodeScoreList{
-				{Name: "best", Score: 2 * qualityScale},
-				{Name: "one-step-worse", Score: 2*qualityScale - normalizeStep},
-				{Name: "half-way", Score: 2*qualityScale - 50*normalizeStep},
+				{Name: "best", Score: vmHostBonus + qualityScale},
+				{Name: "one-step-worse", Score: vmHostBonus + qualityScale - normalizeStep},
+				{Name: "half-way", Score: vmHostBonus + qualityScale - 50*normalizeStep},
 				{Name: "empty", Score: qualityScale / 2},
 			},
 			want: fwk.NodeScoreList{
