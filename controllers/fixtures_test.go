@@ -149,6 +149,7 @@ type machineOpts struct {
 	format        string // bootstrap format; "" = cloud-config
 	spec          infrav1.NestMachineSpec
 	name          string // of the Machine and NestMachine, as a person names them; "" = generated
+	data          []byte // bootstrap data; nil = a small valid config of the format
 }
 
 // newMachine creates what CAPI would for one machine: the bootstrap Secret, the Machine (with its
@@ -175,9 +176,17 @@ func newMachineOn(t *testing.T, mgmt client.Client, cluster *clusterv1.Cluster, 
 	if format == "" {
 		format = "cloud-config"
 	}
+	data := o.data
+	switch {
+	case data != nil:
+	case format == "ignition":
+		data = []byte(`{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"core"}]}}`)
+	default:
+		data = []byte("#cloud-config\nhostname: " + name + "\n")
+	}
 	g.Expect(mgmt.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name + "-bootstrap"},
-		Data:       map[string][]byte{"value": []byte("#cloud-config\nhostname: " + name + "\n"), "format": []byte(format)},
+		Data:       map[string][]byte{"value": data, "format": []byte(format)},
 	})).To(Succeed())
 	machine := &clusterv1.Machine{
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name, Labels: labels,

@@ -79,7 +79,7 @@ func (r *InfraClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	}); err != nil {
 		return fmt.Errorf("indexing InfraClusters by kubeconfig Secret: %w", err)
 	}
-	r.probes = probeCounter{counts: map[string]int{}}
+	r.probes = newProbeCounter()
 	r.sweeper = newSweeper(mgr.GetClient(), r.APIReader, r.Identity, r.Recorder)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&infrav1.InfraCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -143,13 +143,31 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	res := conn.Probe(ctx, timeout, full)
 	now := metav1.Now()
 	if res.Err != nil {
+		failures := r.probes.fail(ic.Name)
+		if threshold := failureThreshold(ic); conn.Connected() && failures < threshold {
+			// A blip: the cache keeps serving what it last saw and the failure domain stays.
+			msg := fmt.Sprintf("%d of %d probes in a row failed before the Infra cluster is taken as unavailable: %v", failures, threshold, res.Err)
+			log.Info("Infra cluster probe failed", "failures", failures, "threshold", threshold, "reason", res.Err.Error())
+			if failures == 1 {
+				r.Recorder.Event(ic, corev1.EventTypeWarning, infrav1.ProbeFailingReason, msg)
+			}
+			conditions.Set(ic, metav1.Condition{Type: infrav1.ReachableCondition, Status: metav1.ConditionTrue, Reason: infrav1.ProbeFailingReason, Message: msg})
+			setReady(ic)
+			setProbeTime(ic, now)
+			return ctrl.Result{RequeueAfter: interval}, nil
+		}
 		if conn.Connected() {
-			log.Info("Infra cluster unreachable: disconnecting", "reason", res.Err.Error())
+			log.Info("Infra cluster unreachable: disconnecting", "failures", failures, "reason", res.Err.Error())
+			r.Recorder.Eventf(ic, corev1.EventTypeWarning, infrav1.BecameUnavailableReason,
+				"%d probes in a row failed: the Infra cluster is unavailable and leaves its tenants' failure domains: %v", failures, res.Err)
 		}
 		r.Registry.Disconnect(ic.Name)
 		markUnreachable(ic, &reasonError{reason: infrav1.ProbeFailedReason, err: res.Err})
 		setProbeTime(ic, now)
 		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	if r.probes.succeed(ic.Name) > 0 && conn.Connected() {
+		r.Recorder.Event(ic, corev1.EventTypeNormal, infrav1.ProbeSucceededReason, "probes succeed again: the blip is over")
 	}
 	groups := res.Groups
 	if !res.Full {
@@ -163,6 +181,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{RequeueAfter: interval}, nil
 		}
 		log.Info("Infra cluster connected", "version", res.Version)
+		r.Recorder.Eventf(ic, corev1.EventTypeNormal, infrav1.BecameAvailableReason, "connected to the Infra cluster (Kubernetes %s): it is available", res.Version)
 		justConnected = true
 	}
 	// Whatever was orphaned while the Infra cluster was away (or while the manager was down) is
@@ -236,10 +255,16 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 
 func sameIdentity(c *infra.Connection, identity string) bool { return c.Identity() == identity }
 
-// probeCounter numbers the probes of each Infra cluster, to make every fullProbeEvery-th one full.
+// probeCounter numbers the probes of each Infra cluster, to make every fullProbeEvery-th one full, and
+// counts the probes that failed in a row.
 type probeCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
+	mu       sync.Mutex
+	counts   map[string]int
+	failures map[string]int
+}
+
+func newProbeCounter() probeCounter {
+	return probeCounter{counts: map[string]int{}, failures: map[string]int{}}
 }
 
 func (p *probeCounter) next(name string) int {
@@ -249,10 +274,36 @@ func (p *probeCounter) next(name string) int {
 	return p.counts[name]
 }
 
+// fail records a failed probe and returns how many failed in a row.
+func (p *probeCounter) fail(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures[name]++
+	return p.failures[name]
+}
+
+// succeed records a successful probe and returns how many had failed in a row before it.
+func (p *probeCounter) succeed(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.failures[name]
+	delete(p.failures, name)
+	return n
+}
+
 func (p *probeCounter) forget(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.counts, name)
+	delete(p.failures, name)
+}
+
+// failureThreshold is spec.probe.failureThreshold, 3 when unset.
+func failureThreshold(ic *infrav1.InfraCluster) int {
+	if p := ic.Spec.Probe; p != nil && p.FailureThreshold > 0 {
+		return int(p.FailureThreshold)
+	}
+	return 3
 }
 
 func servedGroups(c *infra.Connection) sets.Set[string] {

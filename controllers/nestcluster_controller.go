@@ -364,6 +364,7 @@ func publishInfraStatus(nc *infrav1.NestCluster, uses []*infraUse) {
 	}
 	nc.Status.InfraClusters = statuses
 	nc.Status.FailureDomains = domains
+	setLossTolerated(nc)
 	if len(problems) == 0 {
 		conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionTrue, Reason: "AllUsable"})
 		return
@@ -371,6 +372,26 @@ func publishInfraStatus(nc *infrav1.NestCluster, uses []*infraUse) {
 	reason := strings.SplitN(problems[0], ":", 2)[0]
 	conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionFalse, Reason: reason,
 		Message: truncate(strings.Join(problems, "; "), 10240)})
+}
+
+// setLossTolerated says whether the control plane can survive losing a whole Infra cluster: that takes
+// three Infra clusters for control planes (two cannot hold an odd control plane without one holding a
+// majority).
+func setLossTolerated(nc *infrav1.NestCluster) {
+	controlPlanes := 0
+	for _, use := range nc.Spec.InfraClusters {
+		if ptr.Deref(use.ControlPlane, true) {
+			controlPlanes++
+		}
+	}
+	c := metav1.Condition{Type: infrav1.InfraClusterLossToleratedCondition, Status: metav1.ConditionTrue, Reason: "ThreeOrMoreInfraClusters"}
+	switch {
+	case controlPlanes == 2:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, infrav1.TwoInfraClustersReason, infrav1.TwoInfraClustersMessage
+	case controlPlanes < 2:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "OneInfraCluster", "one Infra cluster takes control-plane machines: losing it stops the control plane (the single-Infra designs)"
+	}
+	conditions.Set(nc, c)
 }
 
 func truncate(s string, n int) string {

@@ -53,7 +53,15 @@ func TestInfraClustersBecomeReadyAndFailureDomains(t *testing.T) {
 		g.Expect(failureDomainNames(nc)).To(ConsistOf(threeInfras))
 		g.Expect(ptr.Deref(nc.Status.Initialization.Provisioned, false)).To(BeTrue())
 		g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), conditions.GetMessage(nc, infrav1.ReadyCondition))
+		g.Expect(conditions.IsTrue(nc, infrav1.InfraClusterLossToleratedCondition)).To(BeTrue())
 	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	_, two := newTenant(t, "infra-a", "infra-b")
+	g.Eventually(func(g Gomega) {
+		get(g, two)
+		g.Expect(conditions.GetReason(two, infrav1.InfraClusterLossToleratedCondition)).To(Equal(infrav1.TwoInfraClustersReason))
+		g.Expect(conditions.GetMessage(two, infrav1.InfraClusterLossToleratedCondition)).To(ContainSubstring("losing that one loses etcd quorum"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "two Infra clusters are not highly available")
 
 	for i := range threeInfras {
 		ns := &corev1.Namespace{}

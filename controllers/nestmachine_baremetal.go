@@ -324,9 +324,12 @@ func (r *NestMachineReconciler) ensureHostData(ctx context.Context, s *machineSc
 		}
 		return err
 	}
-	userData, _, err := r.bootstrapData(ctx, s)
+	userData, format, err := r.bootstrapData(ctx, s)
 	if err != nil {
 		return err
+	}
+	if err := checkBootstrapData(userData, format); err != nil {
+		return &waitError{infrav1.InvalidBootstrapDataReason, err.Error()}
 	}
 	networkData, err := r.networkData(ctx, s)
 	if err != nil {

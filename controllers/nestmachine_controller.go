@@ -313,6 +313,16 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 		return err
 	}
 	s.infraObj = ic
+	if s.nm.Status.Remote == nil && s.nm.Spec.ProviderID == "" {
+		// Nothing made yet: the Infra cluster's access rules as they are now decide, so that narrowing
+		// them stops new machines there (machines already there stay).
+		if why, err := r.refusedAccess(ctx, s, nc, ic); err != nil || why != "" {
+			if err != nil {
+				return err
+			}
+			return &waitError{infrav1.NamespaceNotAllowedReason, why}
+		}
+	}
 	s.namespace = ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, s.cluster.Namespace, s.cluster.Name)
 	conn, err := r.Registry.Get(s.infraName)
 	if err != nil {
@@ -320,6 +330,28 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 	}
 	s.conn = conn
 	return ensureTenantNamespace(ctx, conn, r.Identity, s.namespace, s.cluster, nc)
+}
+
+// refusedAccess says why the InfraCluster does not take a new machine of this tenant now, or "": its
+// allowedNamespaces no longer admits the namespace, or the NestCluster's use of it is not for control
+// planes and the machine is one.
+func (r *NestMachineReconciler) refusedAccess(ctx context.Context, s *machineScope, nc *infrav1.NestCluster, ic *infrav1.InfraCluster) (string, error) {
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.nm.Namespace}, ns); err != nil {
+		return "", fmt.Errorf("reading namespace %s: %w", s.nm.Namespace, err)
+	}
+	ok, why, err := infra.Allows(ic, ns)
+	if err != nil || !ok {
+		return why, err
+	}
+	if _, controlPlane := s.machine.Labels[clusterv1.MachineControlPlaneLabel]; controlPlane {
+		for _, use := range nc.Spec.InfraClusters {
+			if use.Name == ic.Name && !ptr.Deref(use.ControlPlane, true) {
+				return fmt.Sprintf("NestCluster %s uses Infra cluster %s for workers only (controlPlane: false): a control-plane machine is not created there", nc.Name, ic.Name), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func listsInfra(nc *infrav1.NestCluster, name string) bool {

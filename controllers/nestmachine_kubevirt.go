@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ignition"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
@@ -146,6 +148,21 @@ func (r *NestMachineReconciler) claimVM(ctx context.Context, s *machineScope, in
 	}
 }
 
+// invalidBootstrapDataRetry is how often a machine whose bootstrap data is invalid looks again.
+const invalidBootstrapDataRetry = time.Minute
+
+// checkBootstrapData validates bootstrap data of format "ignition" with the Ignition libraries before
+// any VM or host is made from it. The error never quotes the data.
+func checkBootstrapData(data []byte, format string) error {
+	if format != kubevirt.FormatIgnition {
+		return nil
+	}
+	if _, err := ignition.Validate(data); err != nil {
+		return fmt.Errorf("the bootstrap data (format ignition) is not a valid Ignition config: %w", err)
+	}
+	return nil
+}
+
 // createVM renders and creates the VM and its bootstrap Secret. It returns nil (and no error) when
 // it has to wait: the condition says for what.
 func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, in kubevirt.Input) (*kubevirtv1.VirtualMachine, ctrl.Result, error) {
@@ -160,6 +177,14 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 			return nil, ctrl.Result{}, nil
 		}
 		return nil, ctrl.Result{}, err
+	}
+	if err := checkBootstrapData(data, format); err != nil {
+		// Invalid data would make a VM that never joins: nothing is created until the bootstrap
+		// provider (or whoever wrote the Secret) fixes it; the Secret's update does not wake this
+		// machine, the Machine's or a resync does.
+		setWaiting(nm, infrav1.BootstrapReadyCondition, infrav1.InvalidBootstrapDataReason, err.Error())
+		setWaiting(nm, infrav1.VMProvisionedCondition, infrav1.InvalidBootstrapDataReason, err.Error())
+		return nil, ctrl.Result{RequeueAfter: invalidBootstrapDataRetry}, nil
 	}
 	in.BootstrapFormat = format
 	desired, err := kubevirt.RenderVM(in)

@@ -293,3 +293,23 @@ func TestPausedClusterCreatesNothingUntilUnpaused(t *testing.T) {
 	waitProvisioned(t, nm)
 	g.Expect(conditions.IsFalse(nm, clusterv1.PausedCondition)).To(BeTrue())
 }
+
+// Bootstrap data of format ignition that is not a valid Ignition config is a condition on the
+// NestMachine, never a VM that cannot boot; the condition does not quote the data.
+func TestInvalidIgnitionIsAConditionAndNoVM(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", format: "ignition", spec: vmSpec(),
+		data: []byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"relative/s3cr3t-token"}]}}`)})
+	g.Eventually(func(g Gomega) {
+		get(g, nm)
+		g.Expect(conditions.GetReason(nm, infrav1.VMProvisionedCondition)).To(Equal(infrav1.InvalidBootstrapDataReason))
+		g.Expect(conditions.GetMessage(nm, infrav1.BootstrapReadyCondition)).To(ContainSubstring("not a valid Ignition config"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	for _, c := range nm.Status.Conditions {
+		g.Expect(c.Message).NotTo(ContainSubstring("s3cr3t"), "condition %s quotes the data", c.Type)
+	}
+	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no VM for invalid bootstrap data, got %v", err)
+}

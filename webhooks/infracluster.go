@@ -17,8 +17,9 @@ import (
 // Probe defaults, the same as the CRD's for a probe that is given: written into the object so that
 // how quickly a loss is noticed is visible on it.
 const (
-	defaultProbeIntervalSeconds = 10
-	defaultProbeTimeoutSeconds  = 5
+	defaultProbeIntervalSeconds  = 10
+	defaultProbeTimeoutSeconds   = 5
+	defaultProbeFailureThreshold = 3
 )
 
 // +kubebuilder:webhook:verbs=create;update,path=/mutate-infrastructure-cluster-x-k8s-io-v1alpha1-infracluster,mutating=true,failurePolicy=fail,matchPolicy=Equivalent,groups=infrastructure.cluster.x-k8s.io,resources=infraclusters,versions=v1alpha1,name=default.infracluster.infrastructure.cluster.x-k8s.io,sideEffects=None,admissionReviewVersions=v1
@@ -44,7 +45,8 @@ func (w *InfraCluster) SetupWebhookWithManager(mgr ctrl.Manager) error {
 // Default writes the probe settings into the spec.
 func (w *InfraCluster) Default(_ context.Context, ic *infrav1.InfraCluster) error {
 	if ic.Spec.Probe == nil {
-		ic.Spec.Probe = &infrav1.ProbeSpec{IntervalSeconds: defaultProbeIntervalSeconds, TimeoutSeconds: defaultProbeTimeoutSeconds}
+		ic.Spec.Probe = &infrav1.ProbeSpec{IntervalSeconds: defaultProbeIntervalSeconds, TimeoutSeconds: defaultProbeTimeoutSeconds,
+			FailureThreshold: defaultProbeFailureThreshold}
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,9 +46,87 @@ const (
 // control planes, not healthy, or that would unbalance the control plane (internal/placement has the
 // rule), and keeps spec.failureDomain from changing afterwards. KubeadmControlPlane creates the
 // NestMachine before the Machine, so the Machine is where this can be decided.
+//
+// Admissions of one tenant's control plane are decided one at a time, and each admitted Machine is
+// counted as placed until the cache shows it (reservations, as kube-scheduler's assume cache does):
+// control-plane Machines created at the same moment see each other. That holds within one webhook
+// server; with several replicas, the NestMachine controller's own check is what keeps the rule.
 type ControlPlaneSpread struct {
 	// Client reads Clusters, NestClusters and Machines, from the manager's cache.
 	Client client.Reader
+
+	reservations reservations
+}
+
+// reservationTTL bounds how long an admitted Machine that never reached the cache (its create failed
+// after admission) is counted.
+const reservationTTL = time.Minute
+
+// reservations are the control-plane Machines admitted (or given a failure domain by the defaulting
+// webhook, for the validation that follows) but not yet seen in the cache, per tenant.
+type reservations struct {
+	mu sync.Mutex
+	// locks serialize the decisions of one tenant (namespace/cluster).
+	locks map[string]*sync.Mutex
+	// admitted: tenant → Machine name → where it was admitted and when.
+	admitted map[string]map[string]reservation
+}
+
+type reservation struct {
+	failureDomain string
+	at            time.Time
+}
+
+// lock takes the tenant's decision lock and returns how to release it.
+func (r *reservations) lock(tenant string) func() {
+	r.mu.Lock()
+	if r.locks == nil {
+		r.locks = map[string]*sync.Mutex{}
+	}
+	l, ok := r.locks[tenant]
+	if !ok {
+		l = &sync.Mutex{}
+		r.locks[tenant] = l
+	}
+	r.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// pending returns the failure domains of the tenant's admitted Machines that the cache does not show
+// yet (cached names the Machines it shows), but self's, forgetting those it shows and those too old.
+func (r *reservations) pending(tenant, self string, cached map[string]bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for name, res := range r.admitted[tenant] {
+		if cached[name] || time.Since(res.at) > reservationTTL {
+			delete(r.admitted[tenant], name)
+			continue
+		}
+		if name != self {
+			out = append(out, res.failureDomain)
+		}
+	}
+	return out
+}
+
+func (r *reservations) remove(tenant, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.admitted[tenant], name)
+}
+
+func (r *reservations) add(tenant, name, failureDomain string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.admitted == nil {
+		r.admitted = map[string]map[string]reservation{}
+	}
+	if r.admitted[tenant] == nil {
+		r.admitted[tenant] = map[string]reservation{}
+	}
+	r.admitted[tenant][name] = reservation{failureDomain: failureDomain, at: time.Now()}
 }
 
 // SetupWebhookWithManager registers the defaulting and validating handlers at their paths.
@@ -92,6 +172,8 @@ func (s *ControlPlaneSpread) Default(ctx context.Context, req admission.Request)
 	if !m.ours() || m.Spec.FailureDomain != "" {
 		return admission.Allowed("")
 	}
+	tenant := req.Namespace + "/" + m.Spec.ClusterName
+	defer s.reservations.lock(tenant)()
 	in, skip, err := s.input(ctx, req.Namespace, m)
 	if err != nil || skip {
 		return respond(err)
@@ -99,6 +181,10 @@ func (s *ControlPlaneSpread) Default(ctx context.Context, req admission.Request)
 	chosen, err := placement.Choose(in)
 	if err != nil {
 		return respond(spreadError(m, in, err))
+	}
+	if m.Metadata.Name != "" && !ptr.Deref(req.DryRun, false) {
+		// Held for the validation of this very request, so that Machines defaulted together spread.
+		s.reservations.add(tenant, m.Metadata.Name, chosen)
 	}
 	patch, err := json.Marshal([]map[string]string{{"op": "add", "path": "/spec/failureDomain", "value": chosen}})
 	if err != nil {
@@ -121,12 +207,21 @@ func (s *ControlPlaneSpread) Validate(ctx context.Context, req admission.Request
 	}
 	switch req.Operation {
 	case admissionv1.Create:
+		tenant := req.Namespace + "/" + m.Spec.ClusterName
+		defer s.reservations.lock(tenant)()
 		in, skip, err := s.input(ctx, req.Namespace, m)
 		if err != nil || skip {
 			return respond(err)
 		}
 		in.Requested = m.Spec.FailureDomain
-		return respond(spreadError(m, in, placement.Check(in)))
+		if err := spreadError(m, in, placement.Check(in)); err != nil {
+			s.reservations.remove(tenant, m.Metadata.Name)
+			return respond(err)
+		}
+		if m.Metadata.Name != "" && !ptr.Deref(req.DryRun, false) {
+			s.reservations.add(tenant, m.Metadata.Name, m.Spec.FailureDomain)
+		}
+		return admission.Allowed("")
 	case admissionv1.Update:
 		old := &spreadMachine{}
 		if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
@@ -183,13 +278,17 @@ func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spr
 	if err := s.Client.List(ctx, machines, client.InNamespace(namespace), client.MatchingFields{controlPlaneMachineClusterIndex: m.Spec.ClusterName}, client.UnsafeDisableDeepCopy); err != nil {
 		return in, false, fmt.Errorf("listing the control-plane Machines of Cluster %s/%s: %w", namespace, m.Spec.ClusterName, err)
 	}
+	cached := make(map[string]bool, len(machines.Items))
 	for i := range machines.Items {
 		other := &machines.Items[i]
+		cached[other.Name] = true
 		if other.DeletionTimestamp != nil || (m.Metadata.Name != "" && other.Name == m.Metadata.Name) {
 			continue
 		}
 		in.Placed = append(in.Placed, other.Spec.FailureDomain)
 	}
+	// Admitted a moment ago, not in the cache yet: they count where they were admitted.
+	in.Placed = append(in.Placed, s.reservations.pending(namespace+"/"+m.Spec.ClusterName, m.Metadata.Name, cached)...)
 	return in, false, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
 )
 
@@ -330,5 +332,80 @@ func TestControlPlaneSpreadLeavesOtherMachinesAlone(t *testing.T) {
 		waitCached(t, tn.cluster)
 		g.Expect(tn.create(tn.controlPlaneMachine(uniqueName("moved"), tn.infra("a")))).To(Succeed())
 		g.Expect(tn.create(tn.controlPlaneMachine(uniqueName("moved"), tn.infra("a")))).To(Succeed())
+	})
+}
+
+// Twenty control-plane Machines of one tenant created at the same moment (by hand or a GitOps sync:
+// no KubeadmControlPlane between them) end balanced: admissions of one tenant see each other, so
+// the ones that would unbalance the control plane are refused and may be retried.
+func TestConcurrentControlPlaneMachinesEndBalanced(t *testing.T) {
+	env(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	tn := newTenant(t)
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := tn.controlPlaneMachine(fmt.Sprintf("cp-%02d", i), "")
+			m.Finalizers = nil
+			errs[i] = k8sClient.Create(ctx, m)
+		}()
+	}
+	wg.Wait()
+	admitted := 0
+	for _, err := range errs {
+		if err == nil {
+			admitted++
+			continue
+		}
+		g.Expect(err.Error()).To(ContainSubstring("spec.failureDomain"), "a refusal names the field")
+	}
+	g.Expect(admitted).To(BeNumerically(">=", 3), "at least one machine per Infra cluster is admitted")
+	machines := &clusterv1.MachineList{}
+	g.Expect(k8sClient.List(ctx, machines, client.InNamespace(tn.ns))).To(Succeed())
+	g.Expect(machines.Items).To(HaveLen(admitted))
+	counts := map[string]int{tn.infra("a"): 0, tn.infra("b"): 0, tn.infra("c"): 0}
+	for _, m := range machines.Items {
+		counts[m.Spec.FailureDomain]++
+	}
+	lo, hi := n, 0
+	for _, c := range counts {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	g.Expect(hi-lo).To(BeNumerically("<=", 1), "control-plane Machines per Infra cluster: %v", counts)
+}
+
+// A spec.providerID given at create time (clusterctl move, a restore) must be the one the provider
+// derives for the NestMachine: otherwise a NestMachine could claim another tenant's VM.
+func TestProviderIDGivenAtCreateMustBeTheMachinesOwn(t *testing.T) {
+	env(t)
+	ctx := context.Background()
+	tn := newTenant(t)
+	ic := &infrav1.InfraCluster{}
+	NewWithT(t).Expect(k8sClient.Get(ctx, client.ObjectKey{Name: tn.infra("a")}, ic)).To(Succeed())
+	ns := ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, tn.ns, tn.cluster.Name)
+	machine := func(providerID string) *infrav1.NestMachine {
+		nm := nestMachine(tn.ns, kubevirtSpec())
+		nm.Name = uniqueName("moved")
+		nm.Labels = map[string]string{clusterv1.ClusterNameLabel: tn.cluster.Name}
+		nm.Spec.ProviderID = strings.ReplaceAll(providerID, "NAME", nm.Name)
+		return nm
+	}
+	for _, tc := range []struct{ name, providerID, want string }{
+		{"not a nest providerID", "kubevirt://" + tn.infra("a") + "/" + ns + "/NAME", "is not nest://"},
+		{"another VM name", ownership.ProviderID(tn.infra("a"), ns, "someone-else"), "the VM of this NestMachine is named"},
+		{"an Infra cluster the tenant does not use", ownership.ProviderID("elsewhere", ns, "NAME"), "is not one of NestCluster"},
+		{"another tenant's namespace", ownership.ProviderID(tn.infra("a"), "nest-other-tenant", "NAME"), "the tenant namespace of this NestMachine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectInvalid(NewWithT(t), k8sClient.Create(ctx, machine(tc.providerID)), "spec.providerID", tc.want)
+		})
+	}
+	t.Run("its own", func(t *testing.T) {
+		NewWithT(t).Expect(k8sClient.Create(ctx, machine(ownership.ProviderID(tn.infra("a"), ns, "NAME")))).To(Succeed())
 	})
 }

@@ -82,7 +82,7 @@ func (w *NestCluster) ValidateUpdate(ctx context.Context, oldC, newC *infrav1.Ne
 		}
 		errs = append(errs, accessErrs...)
 	}
-	return nil, invalid("NestCluster", newC.Name, errs)
+	return nestClusterWarnings(&newC.Spec), invalid("NestCluster", newC.Name, errs)
 }
 
 // ValidateDelete allows every deletion.
@@ -205,13 +205,17 @@ func nestClusterWarnings(spec *infrav1.NestClusterSpec) admission.Warnings {
 			controlPlanes++
 		}
 	}
+	var warnings admission.Warnings
+	if controlPlanes == 2 {
+		warnings = append(warnings, infrav1.TwoInfraClustersMessage)
+	}
 	switch {
 	case controlPlanes == 0:
-		return admission.Warnings{"no Infra cluster in spec.infraClusters takes control-plane machines (all have controlPlane false): a control plane of NestMachines cannot be placed"}
+		warnings = append(warnings, "no Infra cluster in spec.infraClusters takes control-plane machines (all have controlPlane false): a control plane of NestMachines cannot be placed")
 	case controlPlanes > 1 && spec.ControlPlaneEndpoint.Host == "":
-		return admission.Warnings{fmt.Sprintf("%d Infra clusters take control-plane machines but spec.controlPlaneEndpoint is not set: give a VIP or load balancer in front of all of them", controlPlanes)}
+		warnings = append(warnings, fmt.Sprintf("%d Infra clusters take control-plane machines but spec.controlPlaneEndpoint is not set: give a VIP or load balancer in front of all of them", controlPlanes))
 	case spec.ControlPlaneEndpoint.Host == "" && spec.ControlPlaneService == nil:
-		return admission.Warnings{"neither spec.controlPlaneEndpoint nor spec.controlPlaneService is set: the cluster waits until an endpoint is given"}
+		warnings = append(warnings, "neither spec.controlPlaneEndpoint nor spec.controlPlaneService is set: the cluster waits until an endpoint is given")
 	}
-	return nil
+	return warnings
 }

@@ -237,7 +237,7 @@ func TestInfraClusterRules(t *testing.T) {
 		g := NewWithT(t)
 		ic := infraCluster(&infrav1.AllowedNamespaces{})
 		g.Expect(k8sClient.Create(ctx, ic)).To(Succeed())
-		g.Expect(ic.Spec.Probe).To(Equal(&infrav1.ProbeSpec{IntervalSeconds: 10, TimeoutSeconds: 5}))
+		g.Expect(ic.Spec.Probe).To(Equal(&infrav1.ProbeSpec{IntervalSeconds: 10, TimeoutSeconds: 5, FailureThreshold: 3}))
 	})
 
 	t.Run("namespace selector", func(t *testing.T) {
@@ -282,4 +282,29 @@ func TestInfraClusterRules(t *testing.T) {
 			g.Expect(k8sClient.Delete(ctx, ic)).To(Succeed())
 		}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "an unused InfraCluster may go")
 	})
+}
+
+// Two Infra clusters for the control plane cannot survive losing the fuller one: the webhook says so
+// on create and on update.
+func TestTwoControlPlaneInfraClustersAreWarnedAbout(t *testing.T) {
+	env(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := namespace(t, nil)
+	a, b := registered(t, &infrav1.AllowedNamespaces{}), registered(t, &infrav1.AllowedNamespaces{})
+	wctx, recorded := withWarnings(ctx)
+	nc := nestCluster(ns, a, b)
+	g.Expect(k8sClient.Create(wctx, nc)).To(Succeed())
+	g.Expect(recorded.all()).To(ContainElement(ContainSubstring("exactly two Infra clusters take control-plane machines")))
+
+	c := registered(t, &infrav1.AllowedNamespaces{})
+	wctx, recorded = withWarnings(ctx)
+	nc.Spec.InfraClusters = append(nc.Spec.InfraClusters, infrav1.InfraClusterUse{Name: c})
+	g.Expect(k8sClient.Update(wctx, nc)).To(Succeed())
+	g.Expect(recorded.all()).NotTo(ContainElement(ContainSubstring("exactly two")), "three are fine")
+
+	wctx, recorded = withWarnings(ctx)
+	nc.Spec.InfraClusters[2].ControlPlane = ptr.To(false)
+	g.Expect(k8sClient.Update(wctx, nc)).To(Succeed())
+	g.Expect(recorded.all()).To(ContainElement(ContainSubstring("exactly two Infra clusters take control-plane machines")), "the third for workers only")
 }

@@ -3,14 +3,19 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 )
 
 // mutableNestMachineFields may change on a NestMachine: the controller reconciles them onto the
@@ -20,8 +25,12 @@ var mutableNestMachineFields = []string{"spec.kubevirt.runStrategy", "spec.kubev
 // +kubebuilder:webhook:verbs=create;update,path=/mutate-infrastructure-cluster-x-k8s-io-v1alpha1-nestmachine,mutating=true,failurePolicy=fail,matchPolicy=Equivalent,groups=infrastructure.cluster.x-k8s.io,resources=nestmachines,versions=v1alpha1,name=default.nestmachine.infrastructure.cluster.x-k8s.io,sideEffects=None,admissionReviewVersions=v1
 // +kubebuilder:webhook:verbs=create;update,path=/validate-infrastructure-cluster-x-k8s-io-v1alpha1-nestmachine,mutating=false,failurePolicy=fail,matchPolicy=Equivalent,groups=infrastructure.cluster.x-k8s.io,resources=nestmachines,versions=v1alpha1,name=validation.nestmachine.infrastructure.cluster.x-k8s.io,sideEffects=None,admissionReviewVersions=v1
 
-// NestMachine defaults and validates NestMachines. It reads nothing.
-type NestMachine struct{}
+// NestMachine defaults and validates NestMachines. It reads Clusters, NestClusters and InfraClusters
+// only to check a spec.providerID given at create time (clusterctl move and restores give one).
+type NestMachine struct {
+	// Client reads from the manager's cache; nil skips the checks that need it.
+	Client client.Reader
+}
 
 var (
 	_ admission.Defaulter[*infrav1.NestMachine] = &NestMachine{}
@@ -40,10 +49,62 @@ func (w *NestMachine) Default(_ context.Context, m *infrav1.NestMachine) error {
 	return nil
 }
 
-// ValidateCreate checks the spec's consistency.
-func (w *NestMachine) ValidateCreate(_ context.Context, m *infrav1.NestMachine) (admission.Warnings, error) {
+// ValidateCreate checks the spec's consistency, and that a providerID given at create time is the one
+// the provider would give this NestMachine.
+func (w *NestMachine) ValidateCreate(ctx context.Context, m *infrav1.NestMachine) (admission.Warnings, error) {
 	errs, warnings := validateNestMachineSpec(&m.Spec, field.NewPath("spec"))
-	return warnings, invalid("NestMachine", m.Name, errs)
+	providerIDErrs, err := w.validateProviderID(ctx, m)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return warnings, invalid("NestMachine", m.Name, append(errs, providerIDErrs...))
+}
+
+// validateProviderID refuses a spec.providerID that is not what the provider would derive for this
+// NestMachine: nest://<one of its NestCluster's Infra clusters>/<its tenant namespace there>/<its VM
+// name> (for a bare-metal machine, any host name in that Infra cluster). A NestMachine that names
+// someone else's VM or host could otherwise be handed it.
+func (w *NestMachine) validateProviderID(ctx context.Context, m *infrav1.NestMachine) (field.ErrorList, error) {
+	if m.Spec.ProviderID == "" {
+		return nil, nil
+	}
+	path := field.NewPath("spec", "providerID")
+	infraName, ns, name, err := ownership.ParseProviderID(m.Spec.ProviderID)
+	if err != nil {
+		return field.ErrorList{field.Invalid(path, m.Spec.ProviderID, err.Error())}, nil
+	}
+	if m.Spec.KubeVirt != nil && name != kubevirt.VMName(m) {
+		return field.ErrorList{field.Invalid(path, m.Spec.ProviderID, fmt.Sprintf("the VM of this NestMachine is named %q", kubevirt.VMName(m)))}, nil
+	}
+	clusterName := m.Labels[clusterv1.ClusterNameLabel]
+	if w.Client == nil || clusterName == "" {
+		return nil, nil
+	}
+	cluster := &clusterv1.Cluster{}
+	// Objects created together (clusterctl move, a restore) may not be in the cache yet: what cannot
+	// be read is not checked here; the controller adopts only an object made for this NestMachine's
+	// namespace and name (ownership.Claim).
+	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: clusterName}, cluster); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	nc := &infrav1.NestCluster{}
+	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: cluster.Spec.InfrastructureRef.Name}, nc); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if !slices.ContainsFunc(nc.Spec.InfraClusters, func(u infrav1.InfraClusterUse) bool { return u.Name == infraName }) {
+		return field.ErrorList{field.Invalid(path, m.Spec.ProviderID, fmt.Sprintf("Infra cluster %q is not one of NestCluster %s's", infraName, nc.Name))}, nil
+	}
+	if m.Spec.BareMetal != nil {
+		return nil, nil
+	}
+	ic := &infrav1.InfraCluster{}
+	if err := w.Client.Get(ctx, client.ObjectKey{Name: infraName}, ic); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if want := ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, m.Namespace, clusterName); ns != want {
+		return field.ErrorList{field.Invalid(path, m.Spec.ProviderID, fmt.Sprintf("the tenant namespace of this NestMachine in Infra cluster %s is %q", infraName, want))}, nil
+	}
+	return nil, nil
 }
 
 // ValidateUpdate lets only providerID (once), runStrategy, evictionStrategy and placement change,

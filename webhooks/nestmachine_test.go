@@ -385,12 +385,11 @@ func TestNestMachineUpdates(t *testing.T) {
 	t.Run("providerID is set once", func(t *testing.T) {
 		g := NewWithT(t)
 		ctx := context.Background()
-		spec := kubevirtSpec()
-		spec.ProviderID = "nest://infra-a/ns/vm"
-		m := nestMachine(ns, spec)
+		m := nestMachine(ns, kubevirtSpec())
+		m.Spec.ProviderID = "nest://infra-a/ns/" + m.Name
 		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
 		m.Spec.ProviderID = ""
-		expectInvalid(g, k8sClient.Update(ctx, m), "spec.providerID: Forbidden", `providerID is set once, by the provider; it is "nest://infra-a/ns/vm"`)
+		expectInvalid(g, k8sClient.Update(ctx, m), "spec.providerID: Forbidden", `providerID is set once, by the provider; it is "nest://infra-a/ns/`+m.Name+`"`)
 	})
 
 	t.Run("a machine being deleted may lose its finalizer", func(t *testing.T) {

@@ -37,7 +37,7 @@ func SetupWithManager(mgr ctrl.Manager) error {
 		(&InfraCluster{Client: reader}).SetupWebhookWithManager,
 		(&NestCluster{Client: reader}).SetupWebhookWithManager,
 		(&NestClusterTemplate{Client: reader}).SetupWebhookWithManager,
-		(&NestMachine{}).SetupWebhookWithManager,
+		(&NestMachine{Client: reader}).SetupWebhookWithManager,
 		(&NestMachineTemplate{}).SetupWebhookWithManager,
 		(&ControlPlaneSpread{Client: reader}).SetupWebhookWithManager,
 	} {

@@ -29,6 +29,12 @@ const (
 	APINotServedReason = "APINotServed"
 	// APIServedReason: discovery lists the API group.
 	APIServedReason = "APIServed"
+	// ProbeFailingReason: recent probes failed, fewer in a row than spec.probe.failureThreshold: the
+	// Infra cluster is still taken as available.
+	ProbeFailingReason = "ProbeFailing"
+	// BecameUnavailableReason and BecameAvailableReason are the events of the transitions.
+	BecameUnavailableReason = "Unavailable"
+	BecameAvailableReason   = "Available"
 	// InfraClusterInUseReason: the InfraCluster is being deleted while NestClusters list it or
 	// NestMachines run on it; the message names them.
 	InfraClusterInUseReason = "InfraClusterInUse"
@@ -109,6 +115,17 @@ type ProbeSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=300
 	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
+
+	// failureThreshold is how many probes in a row must fail before the Infra cluster is taken as
+	// unavailable: its failure domain is dropped and its cache stopped. Until then the cache keeps
+	// serving what it last saw and Reachable says the probes are failing. One success makes an
+	// unavailable Infra cluster available again. At the defaults (10 s, 3) a network blip shorter than
+	// about 20 s changes nothing.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	FailureThreshold int32 `json:"failureThreshold,omitempty"`
 }
 
 // InfraClusterStatus is what the provider last saw of the Infra cluster.

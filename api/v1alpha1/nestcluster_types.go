@@ -18,6 +18,9 @@ const (
 	// ControlPlaneBalancedCondition reports whether the control plane has one machine per Infra
 	// cluster, and records a restore the provider requested.
 	ControlPlaneBalancedCondition = "ControlPlaneBalanced"
+	// InfraClusterLossToleratedCondition is true when at least three Infra clusters take control-plane
+	// machines, so that the control plane (one machine per Infra cluster) survives losing any one.
+	InfraClusterLossToleratedCondition = "InfraClusterLossTolerated"
 
 	// InfraClusterNotFoundReason: a listed InfraCluster does not exist.
 	InfraClusterNotFoundReason = "InfraClusterNotFound"
@@ -25,6 +28,10 @@ const (
 	NamespaceNotAllowedReason = "NamespaceNotAllowed"
 	// InfraClusterNotReadyReason: a listed InfraCluster is not Ready.
 	InfraClusterNotReadyReason = "InfraClusterNotReady"
+	// TwoInfraClustersReason: exactly two Infra clusters take control-plane machines.
+	TwoInfraClustersReason = "TwoInfraClusters"
+	// TwoInfraClustersMessage says why two Infra clusters are not highly available.
+	TwoInfraClustersMessage = "exactly two Infra clusters take control-plane machines: an odd control plane (3 machines) puts two in one of them, and losing that one loses etcd quorum; use one Infra cluster, or three"
 	// TenantNamespaceNotUsableReason: the tenant namespace in a listed Infra cluster cannot be used:
 	// it is being deleted, or another management cluster made it.
 	TenantNamespaceNotUsableReason = "TenantNamespaceNotUsable"

@@ -49,6 +49,9 @@ const (
 	// HandedOverReason: the machine was moved away by clusterctl move; what it made in the Infra
 	// cluster was left running for the management cluster it moved to.
 	HandedOverReason = "HandedOver"
+	// InvalidBootstrapDataReason: the bootstrap data does not parse as its format says (Ignition is
+	// validated with the Ignition libraries); nothing is created until it does.
+	InvalidBootstrapDataReason = "InvalidBootstrapData"
 	// SweptReason: the sweeper deleted an object whose owner is gone.
 	SweptReason = "Swept"
 	// OrphanKeptReason: the sweeper found an object without an owner and kept it, for the reason given.

@@ -129,11 +129,12 @@ func (r *Registry) Source(watches ...Watch) source.TypedSource[reconcile.Request
 	})
 }
 
-// Get returns the connection of an Infra cluster if it is connected, else ErrNotConnected.
+// Get returns the connection of an Infra cluster if it is connected, else ErrNotConnected. It never
+// waits for a connection that is connecting.
 func (r *Registry) Get(name string) (*Connection, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	c, ok := r.conns[name]
+	r.mu.RUnlock()
 	if !ok || !c.Connected() {
 		return nil, fmt.Errorf("%w: %s", ErrNotConnected, name)
 	}
@@ -218,12 +219,17 @@ type Connection struct {
 	// Uncached reads and writes straight to the Infra cluster, for the rare read the cache does not hold.
 	Uncached client.Client
 
-	mu        sync.RWMutex
-	connected bool
-	groups    sets.Set[string]
-	cache     cache.Cache
-	client    client.Client
-	cancel    context.CancelFunc
+	// connecting serializes connects; mu guards the fields below and is never held while waiting on
+	// the Infra cluster, so that readers of a slow or hung Infra cluster's connection do not wait.
+	connecting sync.Mutex
+	mu         sync.RWMutex
+	connected  bool
+	// epoch counts disconnects: a connect that a disconnect overtook throws its cache away.
+	epoch  int
+	groups sets.Set[string]
+	cache  cache.Cache
+	client client.Client
+	cancel context.CancelFunc
 }
 
 func newConnection(name string, cfg *rest.Config, identity string, opts Options) (*Connection, error) {
@@ -298,9 +304,12 @@ var cachedKinds = []cachedKind{
 }
 
 func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string], watches []*registeredWatch, syncTimeout time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.connected {
+	c.connecting.Lock()
+	defer c.connecting.Unlock()
+	c.mu.RLock()
+	connected, epoch := c.connected, c.epoch
+	c.mu.RUnlock()
+	if connected {
 		return nil
 	}
 	managed := labels.SelectorFromSet(labels.Set{infrav1.ManagedByLabel: infrav1.ManagedByValue})
@@ -360,6 +369,12 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 		cancel()
 		return fmt.Errorf("building the cached client of Infra cluster %s: %w", c.Name, err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		cancel()
+		return fmt.Errorf("Infra cluster %s was disconnected while connecting", c.Name)
+	}
 	c.cache, c.client, c.cancel, c.groups, c.connected = remoteCache, cl, cancel, groups, true
 	return nil
 }
@@ -370,6 +385,7 @@ func (c *Connection) disconnect() {
 	if c.cancel != nil {
 		c.cancel()
 	}
+	c.epoch++
 	c.cache, c.client, c.cancel, c.connected = nil, nil, nil, false
 }
 
