@@ -2,26 +2,19 @@ package controllers_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	clusterctlv1 "sigs.k8s.io/cluster-api/cmd/clusterctl/api/v1alpha3"
 	clusterctlclient "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
-	clusterctlcluster "sigs.k8s.io/cluster-api/cmd/clusterctl/client/cluster"
-	clusterctlconfig "sigs.k8s.io/cluster-api/cmd/clusterctl/client/config"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,45 +24,6 @@ import (
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 	metal3sim "github.com/nestcapi/cluster-api-provider-nest/test/sim/metal3"
 )
-
-// asClusterctlSees makes the management API server of env look to clusterctl as one where `clusterctl
-// init` installed CAPI and this provider: the provider inventory, and the clusterctl label on the CRDs
-// of both (which kustomize puts there in a release). It returns the path of an admin kubeconfig.
-func asClusterctlSees(t *testing.T, env *envtest.Environment) string {
-	t.Helper()
-	g := NewWithT(t)
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(path, env.KubeConfig, 0o600)).To(Succeed())
-	cfg, err := clusterctlconfig.New(ctx, "")
-	g.Expect(err).NotTo(HaveOccurred())
-	inventory := clusterctlcluster.New(clusterctlcluster.Kubeconfig{Path: path}, cfg).ProviderInventory()
-	g.Expect(inventory.EnsureCustomResourceDefinitions(ctx)).To(Succeed())
-	for _, p := range []clusterctlv1.Provider{
-		{ObjectMeta: metav1.ObjectMeta{Namespace: "capi-system", Name: "cluster-api"}, ProviderName: "cluster-api", Type: string(clusterctlv1.CoreProviderType), Version: "v1.14.2"},
-		{ObjectMeta: metav1.ObjectMeta{Namespace: providerNamespace, Name: "infrastructure-nest"}, ProviderName: "nest", Type: string(clusterctlv1.InfrastructureProviderType), Version: "v0.1.0"},
-	} {
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
-			g.Expect(err).NotTo(HaveOccurred())
-		}
-		g.Expect(inventory.Create(ctx, p)).To(Succeed())
-	}
-	crds := &apiextensionsv1.CustomResourceDefinitionList{}
-	g.Expect(env.Client.List(ctx, crds)).To(Succeed())
-	for i := range crds.Items {
-		crd := &crds.Items[i]
-		if !strings.HasSuffix(crd.Spec.Group, "cluster.x-k8s.io") {
-			continue
-		}
-		before := crd.DeepCopy()
-		if crd.Labels == nil {
-			crd.Labels = map[string]string{}
-		}
-		crd.Labels[clusterctlv1.ClusterctlLabel] = ""
-		g.Expect(env.Client.Patch(ctx, crd, client.MergeFrom(before))).To(Succeed())
-	}
-	return path
-}
 
 // remoteState is what must not change about a machine's objects in its Infra cluster across a move.
 type remoteState struct {
@@ -158,7 +112,10 @@ func TestClusterctlMoveHandsOverAndTheTargetAdoptsWithoutTouchingTheMachines(t *
 	targetEnv, err := envtest.Start(envtest.Options{CRDs: envtest.Management})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = targetEnv.Stop() })
-	from, to := asClusterctlSees(t, topo.Management), asClusterctlSees(t, targetEnv)
+	from, err := topo.Management.AsClusterctlInstalled(ctx, providerNamespace)
+	g.Expect(err).NotTo(HaveOccurred())
+	to, err := targetEnv.AsClusterctlInstalled(ctx, providerNamespace)
+	g.Expect(err).NotTo(HaveOccurred())
 	stopTarget, err := startManagerOn(ctx, targetEnv.Config, "mgmt-target")
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(stopTarget)

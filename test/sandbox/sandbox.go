@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+	clusterctlclient "sigs.k8s.io/cluster-api/cmd/clusterctl/client"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -32,8 +33,10 @@ type Sandbox struct {
 	// written are the files Stop removes.
 	written []string
 
-	// Management is the management cluster's API server.
+	// Management is the management cluster's API server (after Move, the one the tenants moved to).
 	Management *envtest.Environment
+	// previous are the management API servers tenants were moved away from; they keep running.
+	previous []*envtest.Environment
 	// ManagementKubeconfig is the path of its admin kubeconfig.
 	ManagementKubeconfig string
 	// Infras are the Infra clusters, in order: infra-1, infra-2, ...
@@ -46,6 +49,7 @@ type Sandbox struct {
 
 	webhooks []*crenvtest.WebhookInstallOptions
 	managers []*runningManager
+	runCtx   context.Context
 	cancel   context.CancelFunc
 
 	mu      sync.Mutex
@@ -77,7 +81,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, reterr error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.runCtx, s.cancel = runCtx, cancel
 
 	s.progress = newProgress(s, opts.Progress)
 	s.guest.onChange = s.progress.poke
@@ -106,7 +110,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, reterr error) {
 	}
 	s.progress.logf("API servers up; nest-scheduler and the KubeVirt simulator run in every Infra cluster")
 
-	if err := s.startControllers(runCtx); err != nil {
+	if err := s.startControllers(runCtx, s.Management); err != nil {
 		return nil, err
 	}
 	if err := s.progress.start(runCtx, s.Management.Config); err != nil {
@@ -158,32 +162,33 @@ func (s *Sandbox) startAPIServers(tenants []TenantOptions) ([]*envtest.Environme
 	return tenantEnvs, nil
 }
 
-// startControllers installs the webhook configurations and starts CAPI's and the provider's managers,
-// returning once both serve their webhooks and have synced their caches.
-func (s *Sandbox) startControllers(ctx context.Context) error {
-	if err := labelCAPIProviderCRDs(ctx, s.Management.Client); err != nil {
+// startControllers installs the webhook configurations and starts CAPI's and the provider's managers
+// against the management API server env, returning once both serve their webhooks and have synced
+// their caches.
+func (s *Sandbox) startControllers(ctx context.Context, env *envtest.Environment) error {
+	if err := labelCAPIProviderCRDs(ctx, env.Client); err != nil {
 		return err
 	}
 	capiManifests, err := capiWebhookManifests()
 	if err != nil {
 		return err
 	}
-	capiWH, err := installWebhooks(s.Management.Config, capiManifests...)
+	capiWH, err := installWebhooks(env.Config, capiManifests...)
 	if err != nil {
 		return err
 	}
 	s.webhooks = append(s.webhooks, capiWH)
-	nestWH, err := installWebhooks(s.Management.Config, nestWebhookManifests())
+	nestWH, err := installWebhooks(env.Config, nestWebhookManifests())
 	if err != nil {
 		return err
 	}
 	s.webhooks = append(s.webhooks, nestWH)
 
-	managers, err := newCAPIManagers(ctx, s.Management.Config, capiWH, s.opts)
+	managers, err := newCAPIManagers(ctx, env.Config, capiWH, s.opts)
 	if err != nil {
 		return err
 	}
-	provider, err := newProviderManager(ctx, s.Management.Config, nestWH, s.opts)
+	provider, err := newProviderManager(ctx, env.Config, nestWH, s.opts)
 	if err != nil {
 		return err
 	}
@@ -193,6 +198,67 @@ func (s *Sandbox) startControllers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Move moves the tenants of namespace to a new management cluster with clusterctl move (the
+// clusterctl library, as the command calls it), as the bootstrap → management pivot does: a second
+// management API server gets CAPI's controllers and this provider, then clusterctl carries the
+// Clusters, their machines and the InfraClusters (with their kubeconfig Secrets) over. The previous
+// management cluster keeps running, its provider and sweeper included. From then on the sandbox's
+// Management, Client, kubeconfig and waits are the new one's.
+func (s *Sandbox) Move(ctx context.Context, namespace string) error {
+	target, err := envtest.Start(envtest.Options{CRDs: envtest.Management})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.previous = append(s.previous, target) // stopped with the others; swapped below
+	s.mu.Unlock()
+	s.progress.logf("moving namespace %s to a new management API server with clusterctl move", namespace)
+	if err := s.startControllers(s.runCtx, target); err != nil {
+		return err
+	}
+	from, err := s.Management.AsClusterctlInstalled(ctx, ProviderNamespace)
+	if err != nil {
+		return err
+	}
+	to, err := target.AsClusterctlInstalled(ctx, ProviderNamespace)
+	if err != nil {
+		return err
+	}
+	c, err := clusterctlclient.New(ctx, "")
+	if err != nil {
+		return err
+	}
+	if err := c.Move(ctx, clusterctlclient.MoveOptions{
+		FromKubeconfig: clusterctlclient.Kubeconfig{Path: from},
+		ToKubeconfig:   clusterctlclient.Kubeconfig{Path: to},
+		Namespace:      namespace,
+	}); err != nil {
+		return fmt.Errorf("clusterctl move of namespace %s: %w", namespace, err)
+	}
+
+	s.progress.stop()
+	s.mu.Lock()
+	s.previous[len(s.previous)-1], s.Management = s.Management, target
+	s.mu.Unlock()
+	s.progress = newProgress(s, s.opts.Progress)
+	s.guest.onChange = s.progress.poke
+	if err := s.progress.start(s.runCtx, target.Config); err != nil {
+		return err
+	}
+	s.progress.logf("namespace %s moved: the new management API server runs it", namespace)
+	return s.writeFile(s.ManagementKubeconfig, target.KubeConfig)
+}
+
+// Previous is the management API server the tenants were last moved away from, or nil.
+func (s *Sandbox) Previous() *envtest.Environment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.previous) == 0 {
+		return nil
+	}
+	return s.previous[len(s.previous)-1]
 }
 
 // registerInfraClusters creates the provider namespace, a kubeconfig Secret and an InfraCluster per
@@ -386,7 +452,11 @@ func (s *Sandbox) Machines() []MachineRow { return s.progress.rows() }
 func (s *Sandbox) MachineTimes() map[string]MachineTime { return s.progress.machineTimes() }
 
 // Client is a cluster-admin client of the management cluster.
-func (s *Sandbox) Client() client.Client { return s.Management.Client }
+func (s *Sandbox) Client() client.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Management.Client
+}
 
 // Kubeconfigs lists the kubeconfig path of every cluster: management, Infra clusters, tenants.
 func (s *Sandbox) Kubeconfigs() [][2]string {
@@ -484,6 +554,9 @@ func (s *Sandbox) Stop() error {
 		kill bool
 	}
 	servers := []server{{s.Management, true}}
+	for _, e := range s.previous {
+		servers = append(servers, server{e, true})
+	}
 	for _, in := range s.Infras {
 		servers = append(servers, server{in.Env, !in.Lost()})
 	}
