@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,7 +71,7 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 
 	It("provisions bare-metal workers of the partially virtualized flavor on Metal3 hosts, and releases them", func(ctx SpecContext) {
 		bm, err := sb.CreateTenant(ctx, sandbox.TenantOptions{
-			Name: "bm", Namespace: "tenants", Flavor: sandbox.FlavorBareMetalWorkers, Workers: 2, Infra: "infra-2",
+			Name: "bm", Namespace: "tenants-bm", Flavor: sandbox.FlavorBareMetalWorkers, Workers: 2, Infra: "infra-2",
 		})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(sb.WaitReady(ctx, bm, readyTimeout)).To(Succeed(), "the partially virtualized tenant comes up")
@@ -173,6 +174,55 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 		nc := &infrav1.NestCluster{}
 		Expect(sb.Client().Get(ctx, ha.Key(), nc)).To(Succeed())
 		Expect(meta.IsStatusConditionTrue(nc.Status.Conditions, infrav1.ControlPlaneBalancedCondition)).To(BeTrue(), "the NestCluster reports the control plane balanced")
+		Eventually(func(g Gomega) []string { return strays(ctx, g) }).WithTimeout(time.Minute).WithPolling(poll).Should(BeEmpty())
+	})
+
+	It("moves to another management cluster with clusterctl move, keeping every VM, and runs from there", func(ctx SpecContext) {
+		vmsOfTenant := func(g Gomega) map[string]kubevirtv1.VirtualMachine {
+			out := map[string]kubevirtv1.VirtualMachine{}
+			for _, in := range sb.Infras {
+				vms := &kubevirtv1.VirtualMachineList{}
+				g.Expect(in.Env.Client.List(ctx, vms, client.MatchingLabels{infrav1.NestClusterNameLabel: ha.Name})).To(Succeed())
+				for _, vm := range vms.Items {
+					out[in.Name+"/"+vm.Namespace+"/"+vm.Name] = vm
+				}
+			}
+			return out
+		}
+		state := func(g Gomega) map[string]string {
+			out := map[string]string{}
+			for k, vm := range vmsOfTenant(g) {
+				g.Expect(vm.DeletionTimestamp).To(BeNil(), "VM %s is being deleted", k)
+				out[k] = fmt.Sprintf("uid %s generation %d", vm.UID, vm.Generation)
+			}
+			return out
+		}
+		before := state(Default)
+		Expect(before).NotTo(BeEmpty())
+		source := sb.Client()
+
+		Expect(sb.Move(ctx, ha.Namespace)).To(Succeed())
+		Expect(sb.WaitReady(ctx, ha, readyTimeout)).To(Succeed(), "the tenant is ready on the new management cluster")
+		nms := &infrav1.NestMachineList{}
+		Expect(source.List(ctx, nms, client.InNamespace(ha.Namespace))).To(Succeed())
+		Expect(nms.Items).To(BeEmpty(), "clusterctl removed the tenant from the previous management cluster")
+
+		By("both providers running and sweeping: nothing is recreated or rewritten")
+		Consistently(state).WithTimeout(40 * time.Second).WithPolling(2 * time.Second).Should(Equal(before))
+		kubeSystem := &corev1.Namespace{}
+		Expect(sb.Client().Get(ctx, client.ObjectKey{Name: metav1.NamespaceSystem}, kubeSystem)).To(Succeed())
+		for k, vm := range vmsOfTenant(Default) {
+			Expect(vm.Labels).To(HaveKeyWithValue(infrav1.ManagementClusterLabel, string(kubeSystem.UID)), "VM %s belongs to the new management cluster", k)
+		}
+
+		By("scaling a MachineDeployment on the new management cluster")
+		const md = "ha-md-0"
+		n := int32(len(machinesOfDeployment(ctx, Default, ha, md)))
+		for _, replicas := range []int32{n + 1, n} {
+			scaleMachineDeployment(ctx, ha, md, replicas)
+			Eventually(func(g Gomega) { expectScaled(ctx, g, ha, md, replicas) }).WithTimeout(readyTimeout).WithPolling(poll).Should(Succeed())
+			Expect(sb.WaitReady(ctx, ha, readyTimeout)).To(Succeed())
+		}
 		Eventually(func(g Gomega) []string { return strays(ctx, g) }).WithTimeout(time.Minute).WithPolling(poll).Should(BeEmpty())
 	})
 

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sandbox"
 )
 
@@ -74,14 +76,16 @@ func objectsOfTenant(ctx context.Context, g Gomega, t *sandbox.Tenant) []string 
 	return out
 }
 
-// strays lists the objects in any Infra cluster that carry a NestMachine's UID label while no
-// NestMachine with that UID exists: what a machine left behind.
+// strays lists the objects in any Infra cluster made for a NestMachine that no longer exists, or for
+// an earlier NestMachine of the same name that the current one does not record: what a machine left
+// behind. (A moved machine's VM keeps its first owner's UID in its template, so in its instance and
+// pod: the NestMachine records it, as the sweeper's rule says.)
 func strays(ctx context.Context, g Gomega) []string {
 	nms := &infrav1.NestMachineList{}
 	g.Expect(sb.Client().List(ctx, nms)).To(Succeed())
-	uids := map[string]bool{}
-	for _, nm := range nms.Items {
-		uids[string(nm.UID)] = true
+	byName := map[types.NamespacedName]*infrav1.NestMachine{}
+	for i := range nms.Items {
+		byName[client.ObjectKeyFromObject(&nms.Items[i])] = &nms.Items[i]
 	}
 	var out []string
 	for _, in := range sb.Infras {
@@ -92,7 +96,9 @@ func strays(ctx context.Context, g Gomega) []string {
 			g.Expect(err).NotTo(HaveOccurred())
 			for _, item := range items {
 				o := item.(client.Object)
-				if !uids[o.GetLabels()[infrav1.NestMachineUIDLabel]] {
+				owner, ok := ownership.OwnerOf(o)
+				nm := byName[owner.Key()]
+				if !ok || nm == nil || (string(nm.UID) != o.GetLabels()[infrav1.NestMachineUIDLabel] && !ownership.RecordsIn(nm, in.Name, o.GetNamespace())) {
 					out = append(out, fmt.Sprintf("%s %T %s/%s", in.Name, o, o.GetNamespace(), o.GetName()))
 				}
 			}

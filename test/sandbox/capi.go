@@ -89,7 +89,9 @@ type namedManager struct {
 // main.go does (cache and client options, indexes, ClusterCache, controllers): core (Cluster, Machine,
 // MachineSet, MachineDeployment, MachineHealthCheck), KubeadmControlPlane and kubeadm bootstrap. The
 // core manager also serves the webhooks of all three, on the webhook server wh was installed for.
-func newCAPIManagers(ctx context.Context, cfg *rest.Config, wh *crenvtest.WebhookInstallOptions, o Options) ([]namedManager, error) {
+func newCAPIManagers(ctx context.Context, cfg *rest.Config, wh *crenvtest.WebhookInstallOptions, o Options, suffix string) ([]namedManager, error) {
+	// Informer names are process-wide: a second management cluster's managers get their own.
+	capiCoreName, capiControlPlaneName, capiBootstrapName := capiCoreName+suffix, capiControlPlaneName+suffix, capiBootstrapName+suffix
 	s := capiScheme()
 	syncPeriod := 10 * time.Minute
 	cfg = rest.CopyConfig(cfg)

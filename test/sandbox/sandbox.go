@@ -110,7 +110,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, reterr error) {
 	}
 	s.progress.logf("API servers up; nest-scheduler and the KubeVirt simulator run in every Infra cluster")
 
-	if err := s.startControllers(runCtx, s.Management); err != nil {
+	if err := s.startControllers(runCtx, s.Management, ""); err != nil {
 		return nil, err
 	}
 	if err := s.progress.start(runCtx, s.Management.Config); err != nil {
@@ -164,8 +164,8 @@ func (s *Sandbox) startAPIServers(tenants []TenantOptions) ([]*envtest.Environme
 
 // startControllers installs the webhook configurations and starts CAPI's and the provider's managers
 // against the management API server env, returning once both serve their webhooks and have synced
-// their caches.
-func (s *Sandbox) startControllers(ctx context.Context, env *envtest.Environment) error {
+// their caches. suffix tells the managers of a second management cluster from the first's.
+func (s *Sandbox) startControllers(ctx context.Context, env *envtest.Environment, suffix string) error {
 	if err := labelCAPIProviderCRDs(ctx, env.Client); err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func (s *Sandbox) startControllers(ctx context.Context, env *envtest.Environment
 	}
 	s.webhooks = append(s.webhooks, nestWH)
 
-	managers, err := newCAPIManagers(ctx, env.Config, capiWH, s.opts)
+	managers, err := newCAPIManagers(ctx, env.Config, capiWH, s.opts, suffix)
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func (s *Sandbox) Move(ctx context.Context, namespace string) error {
 	s.previous = append(s.previous, target) // stopped with the others; swapped below
 	s.mu.Unlock()
 	s.progress.logf("moving namespace %s to a new management API server with clusterctl move", namespace)
-	if err := s.startControllers(s.runCtx, target); err != nil {
+	if err := s.startControllers(s.runCtx, target, fmt.Sprintf("-%d", len(s.previous)+1)); err != nil {
 		return err
 	}
 	from, err := s.Management.AsClusterctlInstalled(ctx, ProviderNamespace)
