@@ -203,6 +203,10 @@ func (r *NestClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return r.reconcileNormal(ctx, cluster, nc)
 }
 
+// connectingRetry is how soon a NestCluster looks again at a Ready Infra cluster whose connection is
+// being (re)built.
+const connectingRetry = 2 * time.Second
+
 // infraUse is what the controller found for one listed Infra cluster.
 type infraUse struct {
 	use       infrav1.InfraClusterUse
@@ -211,6 +215,8 @@ type infraUse struct {
 	namespace string
 	usable    bool
 	reason    string
+	// connecting: the InfraCluster is Ready but its connection is not up yet.
+	connecting bool
 }
 
 func (r *NestClusterReconciler) reconcileNormal(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (ctrl.Result, error) {
@@ -241,7 +247,11 @@ func (r *NestClusterReconciler) reconcileNormal(ctx context.Context, cluster *cl
 		errs = append(errs, err)
 	}
 	setNestClusterReady(nc)
-	return ctrl.Result{}, errors.Join(errs...)
+	var res ctrl.Result
+	if slices.ContainsFunc(uses, func(u *infraUse) bool { return u.connecting }) {
+		res.RequeueAfter = connectingRetry
+	}
+	return res, errors.Join(errs...)
 }
 
 // resolveInfraClusters checks, for each listed Infra cluster, that it exists, admits this namespace,
@@ -280,7 +290,9 @@ func (r *NestClusterReconciler) resolveInfraClusters(ctx context.Context, nc *in
 		}
 		conn, err := r.Registry.Get(ic.Name)
 		if err != nil {
-			u.reason = fmt.Sprintf("%s: %v", infrav1.InfraClusterNotReadyReason, err)
+			// Ready but (re)connecting, e.g. after a kubeconfig rotation: no InfraCluster event
+			// follows the connection coming up, so look again shortly.
+			u.reason, u.connecting = fmt.Sprintf("%s: %v", infrav1.InfraClusterNotReadyReason, err), true
 			continue
 		}
 		u.conn, u.usable = conn, true

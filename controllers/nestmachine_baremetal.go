@@ -309,6 +309,7 @@ func (r *NestMachineReconciler) provisionHost(ctx context.Context, s *machineSco
 		log.V(4).Info("BareMetalHost not provisioned yet", "reason", p.Condition.Reason, "message", p.Condition.Message)
 		return ctrl.Result{}, nil
 	}
+	observeProvisioned(nm, s.infraName, machineKindBareMetal)
 	nm.Status.Initialization.Provisioned = ptr.To(true)
 	r.setTenantNodeProviderID(ctx, s, p.NodeName)
 	return ctrl.Result{}, nil
@@ -329,7 +330,7 @@ func (r *NestMachineReconciler) ensureHostData(ctx context.Context, s *machineSc
 		return err
 	}
 	if err := checkBootstrapData(userData, format); err != nil {
-		return &waitError{infrav1.InvalidBootstrapDataReason, err.Error()}
+		return &waitError{reason: infrav1.InvalidBootstrapDataReason, message: err.Error()}
 	}
 	networkData, err := r.networkData(ctx, s)
 	if err != nil {
@@ -352,13 +353,13 @@ func (r *NestMachineReconciler) networkData(ctx context.Context, s *machineScope
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.nm.Namespace, Name: ref.Name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("network data secret %s not found", ref.Name)}
+			return nil, &waitError{reason: infrav1.WaitingForBootstrapDataReason, message: fmt.Sprintf("network data secret %s not found", ref.Name)}
 		}
 		return nil, fmt.Errorf("reading network data secret %s: %w", ref.Name, err)
 	}
 	data, ok := secret.Data[metal3.NetworkDataKey]
 	if !ok {
-		return nil, &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("network data secret %s has no key %q", ref.Name, metal3.NetworkDataKey)}
+		return nil, &waitError{reason: infrav1.WaitingForBootstrapDataReason, message: fmt.Sprintf("network data secret %s has no key %q", ref.Name, metal3.NetworkDataKey)}
 	}
 	return data, nil
 }

@@ -259,10 +259,10 @@ func (r *NestMachineReconciler) reconcileNormal(ctx context.Context, s *machineS
 				// Provisioned is what was last seen: not reaching the Infra cluster now does not
 				// unprovision the machine. Ready says what is wrong.
 				s.unreachable = w.message
-				return ctrl.Result{}, nil
+				return ctrl.Result{RequeueAfter: w.retry}, nil
 			}
 			setWaiting(nm, provisionedCondition, w.reason, w.message)
-			return ctrl.Result{}, nil
+			return ctrl.Result{RequeueAfter: w.retry}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -274,7 +274,11 @@ func (r *NestMachineReconciler) reconcileNormal(ctx context.Context, s *machineS
 
 // waitError is a reason to wait that is reported, not retried with backoff: an event brings the
 // NestMachine back.
-type waitError struct{ reason, message string }
+type waitError struct {
+	reason, message string
+	// retry, when set, is how soon to look again: nothing else would bring the machine back.
+	retry time.Duration
+}
 
 func (e *waitError) Error() string { return e.message }
 
@@ -284,7 +288,7 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 	ref := s.cluster.Spec.InfrastructureRef
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.cluster.Namespace, Name: ref.Name}, nc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return &waitError{infrav1.WaitingForClusterInfrastructureReason, fmt.Sprintf("NestCluster %s not found", ref.Name)}
+			return &waitError{reason: infrav1.WaitingForClusterInfrastructureReason, message: fmt.Sprintf("NestCluster %s not found", ref.Name)}
 		}
 		return err
 	}
@@ -298,17 +302,17 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 	case len(nc.Spec.InfraClusters) == 1:
 		s.infraName = nc.Spec.InfraClusters[0].Name
 	default:
-		return &waitError{infrav1.WaitingForFailureDomainReason,
-			fmt.Sprintf("the Machine has no spec.failureDomain and NestCluster %s lists %d Infra clusters: set the failure domain (KubeadmControlPlane and MachineDeployment do)", nc.Name, len(nc.Spec.InfraClusters))}
+		return &waitError{reason: infrav1.WaitingForFailureDomainReason,
+			message: fmt.Sprintf("the Machine has no spec.failureDomain and NestCluster %s lists %d Infra clusters: set the failure domain (KubeadmControlPlane and MachineDeployment do)", nc.Name, len(nc.Spec.InfraClusters))}
 	}
 	if !listsInfra(nc, s.infraName) {
-		return &waitError{infrav1.WaitingForFailureDomainReason, fmt.Sprintf("failure domain %q is not one of NestCluster %s's Infra clusters", s.infraName, nc.Name)}
+		return &waitError{reason: infrav1.WaitingForFailureDomainReason, message: fmt.Sprintf("failure domain %q is not one of NestCluster %s's Infra clusters", s.infraName, nc.Name)}
 	}
 	s.nm.Status.FailureDomain = s.infraName
 	ic := &infrav1.InfraCluster{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: s.infraName}, ic); err != nil {
 		if apierrors.IsNotFound(err) {
-			return &waitError{infrav1.InfraClusterUnavailableReason, fmt.Sprintf("InfraCluster %s does not exist", s.infraName)}
+			return &waitError{reason: infrav1.InfraClusterUnavailableReason, message: fmt.Sprintf("InfraCluster %s does not exist", s.infraName)}
 		}
 		return err
 	}
@@ -320,13 +324,18 @@ func (r *NestMachineReconciler) resolveInfra(ctx context.Context, s *machineScop
 			if err != nil {
 				return err
 			}
-			return &waitError{infrav1.NamespaceNotAllowedReason, why}
+			return &waitError{reason: infrav1.NamespaceNotAllowedReason, message: why}
 		}
 	}
 	s.namespace = ownership.TenantNamespace(ic.Spec.TenantNamespacePrefix, s.cluster.Namespace, s.cluster.Name)
 	conn, err := r.Registry.Get(s.infraName)
 	if err != nil {
-		return &waitError{infrav1.InfraClusterUnavailableReason, fmt.Sprintf("Infra cluster %s is not reachable: %s", s.infraName, conditions.GetMessage(ic, infrav1.ReadyCondition))}
+		w := &waitError{reason: infrav1.InfraClusterUnavailableReason, message: fmt.Sprintf("Infra cluster %s is not reachable: %s", s.infraName, conditions.GetMessage(ic, infrav1.ReadyCondition))}
+		if conditions.IsTrue(ic, infrav1.ReadyCondition) {
+			// Ready but (re)connecting: no InfraCluster event follows the connection coming up.
+			w.retry = connectingRetry
+		}
+		return w
 	}
 	s.conn = conn
 	return ensureTenantNamespace(ctx, conn, r.Identity, s.namespace, s.cluster, nc)
@@ -371,18 +380,18 @@ func setWaiting(nm *infrav1.NestMachine, condType, reason, message string) {
 func (r *NestMachineReconciler) bootstrapData(ctx context.Context, s *machineScope) ([]byte, string, error) {
 	name := ptr.Deref(s.machine.Spec.Bootstrap.DataSecretName, "")
 	if name == "" {
-		return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, "waiting for the bootstrap provider to write the Machine's bootstrap data secret"}
+		return nil, "", &waitError{reason: infrav1.WaitingForBootstrapDataReason, message: "waiting for the bootstrap provider to write the Machine's bootstrap data secret"}
 	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.machine.Namespace, Name: name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("bootstrap data secret %s not found", name)}
+			return nil, "", &waitError{reason: infrav1.WaitingForBootstrapDataReason, message: fmt.Sprintf("bootstrap data secret %s not found", name)}
 		}
 		return nil, "", fmt.Errorf("reading bootstrap data secret %s: %w", name, err)
 	}
 	data, ok := secret.Data["value"]
 	if !ok {
-		return nil, "", &waitError{infrav1.WaitingForBootstrapDataReason, fmt.Sprintf("bootstrap data secret %s has no key \"value\"", name)}
+		return nil, "", &waitError{reason: infrav1.WaitingForBootstrapDataReason, message: fmt.Sprintf("bootstrap data secret %s has no key \"value\"", name)}
 	}
 	format := string(secret.Data["format"])
 	if format == "" {

@@ -86,6 +86,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	lm.Type, lm.ObservedGeneration = infrav1.LiveMigratableCondition, nm.Generation
 	conditions.Set(nm, lm)
 	if st.Provisioned {
+		observeProvisioned(nm, s.infraName, machineKindKubeVirt)
 		nm.Status.Initialization.Provisioned = ptr.To(true)
 		nm.Status.Addresses = st.Addresses
 		conditions.Set(nm, metav1.Condition{Type: infrav1.VMProvisionedCondition, Status: metav1.ConditionTrue, Reason: st.Reason, Message: st.Message})

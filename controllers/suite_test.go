@@ -78,8 +78,9 @@ func startManager(ctx context.Context) error {
 }
 
 // startManagerOn starts a manager of the provider against the management API server at cfg, with the
-// given management cluster identity, and returns how to stop it.
-func startManagerOn(ctx context.Context, cfg *rest.Config, id ownership.Identity) (stop func(), err error) {
+// given management cluster identity, and returns how to stop it. mutate changes the suite's options
+// (no metrics, health or webhook server) before the manager is built.
+func startManagerOn(ctx context.Context, cfg *rest.Config, id ownership.Identity, mutate ...func(*manager.Options)) (stop func(), err error) {
 	opts := manager.DefaultOptions()
 	opts.Manager.DiagnosticsAddress = "0"
 	opts.Manager.InsecureDiagnostics = true
@@ -88,6 +89,9 @@ func startManagerOn(ctx context.Context, cfg *rest.Config, id ownership.Identity
 	opts.ProviderNamespace = providerNamespace
 	opts.InProcessRestart = true
 	opts.ManagementClusterID = string(id)
+	for _, m := range mutate {
+		m(&opts)
+	}
 	mgrCtx, cancel := context.WithCancel(ctx)
 	mgr, err := manager.New(mgrCtx, cfg, envtest.Scheme(), opts)
 	if err != nil {

@@ -6,8 +6,11 @@
 
 CLUSTERCTL := $(BIN)/clusterctl
 KUSTOMIZE := $(BIN)/kustomize
-# The manager image of the release; config/manager has ghcr.io/nestcapi/cluster-api-provider-nest:dev.
+# The images of the release: the manager's (config/manager has
+# ghcr.io/nestcapi/cluster-api-provider-nest:dev) and nest-scheduler's (config/scheduler has
+# ghcr.io/nestcapi/nest-scheduler:dev). Empty: those of config/.
 IMG ?=
+SCHEDULER_IMG ?=
 RELEASE_DIR ?= $(ROOT)/out
 # clusterctl reports the CAPI version its module pins, as CAPI's own release build does.
 CLUSTERCTL_CAPI_VERSION = $(shell cd hack/tools/clusterctl && go list -m -f '{{.Version}}' sigs.k8s.io/cluster-api)
@@ -33,12 +36,13 @@ $(KUSTOMIZE): hack/tools/kustomize/go.mod hack/tools/kustomize/go.sum
 	cd hack/tools/kustomize && go build -trimpath -ldflags "-s -w" -o $@.tmp sigs.k8s.io/kustomize/kustomize/v5 && mv $@.tmp $@
 
 .PHONY: release-manifests
-release-manifests: $(KUSTOMIZE) ## Write the clusterctl release assets into out/: components, metadata, templates (IMG=... sets the image).
-	KUSTOMIZE=$(KUSTOMIZE) IMG=$(IMG) ./hack/release-manifests.sh $(RELEASE_DIR)
+release-manifests: $(KUSTOMIZE) ## Write the release assets into out/: components, nest-scheduler, metadata, templates (IMG=, SCHEDULER_IMG= set the images).
+	KUSTOMIZE=$(KUSTOMIZE) IMG=$(IMG) SCHEDULER_IMG=$(SCHEDULER_IMG) ./hack/release-manifests.sh $(RELEASE_DIR)
 
 .PHONY: docker-build
-docker-build: ## Build the manager image IMG (default ghcr.io/nestcapi/cluster-api-provider-nest:dev); needs Docker.
+docker-build: ## Build the images IMG (the manager) and SCHEDULER_IMG (nest-scheduler), by default those of config/; needs Docker.
 	docker build -t $(or $(IMG),ghcr.io/nestcapi/cluster-api-provider-nest:dev) .
+	docker build -t $(or $(SCHEDULER_IMG),ghcr.io/nestcapi/nest-scheduler:dev) scheduler-plugin
 
 ##@ Test
 

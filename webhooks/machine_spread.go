@@ -228,6 +228,7 @@ func (s *ControlPlaneSpread) Validate(ctx context.Context, req admission.Request
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old Machine: %w", err))
 		}
 		if old.Spec.FailureDomain != m.Spec.FailureDomain {
+			spreadRejections.WithLabelValues(rejectFailureDomainImmutable).Inc()
 			return respond(apierrors.NewInvalid(clusterv1.GroupVersion.WithKind("Machine").GroupKind(), m.Metadata.Name, field.ErrorList{
 				field.Forbidden(failureDomainPath, fmt.Sprintf("the Infra cluster of a control-plane NestMachine is immutable (it was %q): a machine does not move between Infra clusters; delete it and let the control plane create a replacement", old.Spec.FailureDomain)),
 			}))
@@ -241,14 +242,15 @@ func (s *ControlPlaneSpread) Validate(ctx context.Context, req admission.Request
 // true for a paused Cluster, whose Machines are being moved by clusterctl or restored as they were.
 func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spreadMachine) (in placement.Input, skip bool, err error) {
 	clusterPath := field.NewPath("spec", "clusterName")
-	reject := func(detail string) error {
+	reject := func(reason, detail string) error {
+		spreadRejections.WithLabelValues(reason).Inc()
 		return apierrors.NewInvalid(clusterv1.GroupVersion.WithKind("Machine").GroupKind(), m.Metadata.Name,
 			field.ErrorList{field.Invalid(clusterPath, m.Spec.ClusterName, detail)})
 	}
 	cluster := &clusterv1.Cluster{}
 	if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: m.Spec.ClusterName}, cluster, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
-			return in, false, reject("Cluster not found: a control-plane NestMachine is placed by its Cluster's NestCluster")
+			return in, false, reject(rejectClusterNotFound, "Cluster not found: a control-plane NestMachine is placed by its Cluster's NestCluster")
 		}
 		return in, false, fmt.Errorf("reading Cluster %s/%s: %w", namespace, m.Spec.ClusterName, err)
 	}
@@ -257,12 +259,12 @@ func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spr
 	}
 	ref := cluster.Spec.InfrastructureRef
 	if ref.Kind != "NestCluster" || ref.APIGroup != infrav1.GroupVersion.Group {
-		return in, false, reject(fmt.Sprintf("the Cluster's spec.infrastructureRef is %s %q, not a NestCluster: NestMachine control planes need a NestCluster, which lists their Infra clusters", ref.GroupKind(), ref.Name))
+		return in, false, reject(rejectNotNestCluster, fmt.Sprintf("the Cluster's spec.infrastructureRef is %s %q, not a NestCluster: NestMachine control planes need a NestCluster, which lists their Infra clusters", ref.GroupKind(), ref.Name))
 	}
 	nc := &infrav1.NestCluster{}
 	if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, nc, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
-			return in, false, reject(fmt.Sprintf("NestCluster %q of the Cluster not found", ref.Name))
+			return in, false, reject(rejectNestClusterNotFound, fmt.Sprintf("NestCluster %q of the Cluster not found", ref.Name))
 		}
 		return in, false, fmt.Errorf("reading NestCluster %s/%s: %w", namespace, ref.Name, err)
 	}
@@ -301,6 +303,7 @@ func spreadError(m *spreadMachine, in placement.Input, err error) error {
 	if !errors.As(err, &rejection) {
 		return err
 	}
+	spreadRejections.WithLabelValues(string(rejection.Reason)).Inc()
 	return apierrors.NewInvalid(clusterv1.GroupVersion.WithKind("Machine").GroupKind(), m.Metadata.Name, field.ErrorList{
 		field.Invalid(failureDomainPath, in.Requested, rejection.Error()),
 	})
@@ -317,5 +320,6 @@ func respond(err error) admission.Response {
 		s := status.Status()
 		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &s}}
 	}
+	spreadRejections.WithLabelValues(rejectInternalError).Inc()
 	return admission.Errored(http.StatusInternalServerError, err)
 }

@@ -245,6 +245,10 @@ func TestControlPlaneSpreadRejectsUnknownAndWorkerOnlyInfraClusters(t *testing.T
 	tn.nc.Spec.InfraClusters[2].ControlPlane = ptr.To(false)
 	g.Expect(k8sClient.Update(context.Background(), tn.nc)).To(Succeed())
 	waitCached(t, tn.nc)
+	before := map[string]float64{}
+	for _, reason := range []string{"Unknown", "NotControlPlane", "NoHealthyDomain"} {
+		before[reason] = spreadRejections(reason)
+	}
 
 	err := tn.create(tn.controlPlaneMachine("cp-1", "infra-elsewhere"))
 	expectInvalid(g, err, `spec.failureDomain: Invalid value: "infra-elsewhere"`, "is not one of the tenant's Infra clusters",
@@ -255,6 +259,33 @@ func TestControlPlaneSpreadRejectsUnknownAndWorkerOnlyInfraClusters(t *testing.T
 	tn.setHealthy()
 	err = tn.create(tn.controlPlaneMachine("cp-1", ""))
 	expectInvalid(g, err, "spec.failureDomain", "no healthy Infra cluster takes control-plane machines now")
+
+	// Other tests run alongside and may reject too: at least this test's rejections are counted.
+	for reason, n := range before {
+		g.Expect(spreadRejections(reason)).To(BeNumerically(">=", n+1), "capnest_controlplane_spread_rejections_total{reason=%q}", reason)
+	}
+}
+
+// spreadRejections reads capnest_controlplane_spread_rejections_total of a reason from the registry
+// the manager's /metrics serves.
+func spreadRejections(reason string) float64 {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, f := range families {
+		if f.GetName() != "capnest_controlplane_spread_rejections_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // spreadCalls counts the requests the webhook server has answered on the spread webhooks' paths.

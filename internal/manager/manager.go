@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/nestcapi/cluster-api-provider-nest/controllers"
@@ -23,6 +24,12 @@ import (
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/webhooks"
 )
+
+// The diagnostics endpoint (/metrics, pprof) authenticates and authorizes each request through the
+// API server unless --insecure-diagnostics is set: the manager reviews the caller's token and asks
+// whether it may get the path.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // New builds a manager for the management cluster at cfg, with every controller and webhook of the
 // provider registered. It does not start it.
@@ -74,6 +81,9 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	}
 	if err := setupControllers(ctx, mgr, cfg, o, id); err != nil {
 		return nil, err
+	}
+	if err := controllers.RegisterNestMachineCollector(metrics.Registry, mgr.GetCache()); err != nil {
+		return nil, fmt.Errorf("registering the NestMachine metrics: %w", err)
 	}
 	if o.WebhookPort != 0 {
 		if err := webhooks.SetupWithManager(mgr); err != nil {

@@ -9,14 +9,19 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
 	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 )
@@ -28,6 +33,7 @@ var testValues = map[string]string{
 	"NEST_INFRA_CLUSTER_2":             "infra-b",
 	"NEST_INFRA_CLUSTER_3":             "infra-c",
 	"NEST_CONTROL_PLANE_ENDPOINT_HOST": "10.0.0.10",
+	"NEST_CONTROL_PLANE_VIP":           "10.0.0.20",
 	"NEST_VM_NETWORK":                  "default/tenant-net",
 	"NEST_VM_IMAGE":                    "quay.io/example/flatcar-container-disk:v1.34.1",
 	"NEST_BAREMETAL_IMAGE_URL":         "https://images.example.com/ubuntu-2404.qcow2",
@@ -84,6 +90,21 @@ func TestEveryFlavorGeneratesObjectsTheManagementClusterAccepts(t *testing.T) {
 			for i, infra := range infraClusterNames {
 				expectField(t, objs[fmt.Sprintf("MachineDeployment/t-ha-md-%d", i)], infra, "spec", "template", "spec", "failureDomain")
 			}
+			expectHealthChecks(t, objs, "t-ha")
+			if files, _, _ := unstructured.NestedSlice(objs["KubeadmControlPlane/t-ha-control-plane"].Object, "spec", "kubeadmConfigSpec", "files"); len(files) != 0 {
+				t.Errorf("the ha flavor writes files %v on the control plane: the endpoint is the user's load balancer, no kube-vip", files)
+			}
+		},
+		"ha-kube-vip": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			vip := testValues["NEST_CONTROL_PLANE_VIP"]
+			expectField(t, objs["KubeadmControlPlane/t-ha-kube-vip-control-plane"], 3, "spec", "replicas")
+			expectField(t, objs["NestCluster/t-ha-kube-vip"], vip, "spec", "controlPlaneEndpoint", "host")
+			expectField(t, objs["NestCluster/t-ha-kube-vip"], 6443, "spec", "controlPlaneEndpoint", "port")
+			for i, infra := range infraClusterNames {
+				expectField(t, objs[fmt.Sprintf("MachineDeployment/t-ha-kube-vip-md-%d", i)], infra, "spec", "template", "spec", "failureDomain")
+			}
+			expectHealthChecks(t, objs, "t-ha-kube-vip")
+			expectKubeVIP(t, objs["KubeadmControlPlane/t-ha-kube-vip-control-plane"], vip, "enp1s0")
 		},
 		"ignition": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
 			expectField(t, objs["KubeadmControlPlane/t-ignition-control-plane"], "ignition", "spec", "kubeadmConfigSpec", "format")
@@ -192,6 +213,29 @@ func TestTopologyFlavorBuildsTheClusterFromClusterClassNest(t *testing.T) {
 		worker := get(t, m, md.Spec.Template.Spec.InfrastructureRef.Name, &infrav1.NestMachineTemplate{})
 		if kv := worker.Spec.Template.Spec.KubeVirt; kv == nil || kv.CPU.Cores != 2 || kv.Memory.String() != "4Gi" {
 			t.Errorf("vm-worker template kubevirt = %+v, want 2 cores and 4Gi", kv)
+		}
+		// The topology controller names each MachineHealthCheck after its target.
+		checks := waitForHealthChecks(t, m, "t-topology", 2)
+		for _, target := range []struct {
+			name             string
+			startup, timeout int32
+			limit            string
+		}{
+			{name: kcp.Name, startup: 600, timeout: 300},
+			{name: md.Name, startup: 600, timeout: 300, limit: "50%"},
+		} {
+			i := slices.IndexFunc(checks, func(mhc clusterv1.MachineHealthCheck) bool { return mhc.Name == target.name })
+			if i < 0 {
+				t.Errorf("ClusterClass nest made no MachineHealthCheck for %s", target.name)
+				continue
+			}
+			c := checks[i].Spec.Checks
+			if ptrValue(c.NodeStartupTimeoutSeconds) != target.startup || len(c.UnhealthyNodeConditions) != 2 || ptrValue(c.UnhealthyNodeConditions[0].TimeoutSeconds) != target.timeout {
+				t.Errorf("MachineHealthCheck %s of %s: checks %+v, want startup %d s and Ready Unknown/False for %d s", checks[i].Name, target.name, c, target.startup, target.timeout)
+			}
+			if limit := checks[i].Spec.Remediation.TriggerIf.UnhealthyLessThanOrEqualTo; target.limit != "" && (limit == nil || limit.String() != target.limit) {
+				t.Errorf("MachineHealthCheck %s of %s: unhealthyLessThanOrEqualTo %v, want %s", checks[i].Name, target.name, limit, target.limit)
+			}
 		}
 	})
 
@@ -341,6 +385,23 @@ func waitForMachineDeployment(t *testing.T, m *management, cluster, topologyName
 	return md
 }
 
+// waitForHealthChecks waits until the topology controller has created n MachineHealthChecks for a
+// Cluster: one for the control plane and one per MachineDeployment whose class has a healthCheck.
+func waitForHealthChecks(t *testing.T, m *management, cluster string, n int) []clusterv1.MachineHealthCheck {
+	t.Helper()
+	list := &clusterv1.MachineHealthCheckList{}
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := m.Client.List(ctx, list, client.InNamespace(tenantNamespace), client.MatchingLabels{clusterv1.ClusterNameLabel: cluster}); err != nil {
+			return false, nil
+		}
+		return len(list.Items) == n, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %d MachineHealthChecks of Cluster %s from the topology controller: have %d: %v%s", n, cluster, len(list.Items), err, clusterConditions(m, cluster))
+	}
+	return list.Items
+}
+
 // clusterConditions describes a Cluster's conditions for a failure message: TopologyReconciled says
 // why the topology controller is stuck.
 func clusterConditions(m *management, name string) string {
@@ -364,4 +425,111 @@ func ptrValue(p *int32) int32 {
 
 func jsonValue(raw string) apiextensionsv1.JSON {
 	return apiextensionsv1.JSON{Raw: []byte(raw)}
+}
+
+// expectHealthChecks checks the MachineHealthChecks of a generated HA cluster: exactly one selects
+// the control-plane Machines and exactly one the Machines of each MachineDeployment (CAPI requires
+// that they do not overlap), each with Node conditions and a startup timeout; the workers' stop
+// remediating when more than half of their MachineDeployment is unhealthy.
+func expectHealthChecks(t *testing.T, objs map[string]*unstructured.Unstructured, cluster string) {
+	t.Helper()
+	var checks []*clusterv1.MachineHealthCheck
+	for _, obj := range objs {
+		if obj.GetKind() != "MachineHealthCheck" {
+			continue
+		}
+		mhc := &clusterv1.MachineHealthCheck{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, mhc); err != nil {
+			t.Fatalf("MachineHealthCheck %s: %v", obj.GetName(), err)
+		}
+		checks = append(checks, mhc)
+	}
+	targets := map[string]labels.Set{
+		"the control plane": {clusterv1.ClusterNameLabel: cluster, clusterv1.MachineControlPlaneLabel: ""},
+	}
+	for name, obj := range objs {
+		if obj.GetKind() == "MachineDeployment" {
+			md := strings.TrimPrefix(name, "MachineDeployment/")
+			targets["MachineDeployment "+md] = labels.Set{clusterv1.ClusterNameLabel: cluster, clusterv1.MachineDeploymentNameLabel: md}
+		}
+	}
+	for _, target := range slices.Sorted(maps.Keys(targets)) {
+		var matching []*clusterv1.MachineHealthCheck
+		for _, mhc := range checks {
+			selector, err := metav1.LabelSelectorAsSelector(&mhc.Spec.Selector)
+			if err != nil {
+				t.Fatalf("MachineHealthCheck %s: selector: %v", mhc.Name, err)
+			}
+			if mhc.Spec.ClusterName == cluster && selector.Matches(targets[target]) {
+				matching = append(matching, mhc)
+			}
+		}
+		if len(matching) != 1 {
+			t.Errorf("%d MachineHealthChecks select the Machines of %s, want exactly one", len(matching), target)
+			continue
+		}
+		mhc := matching[0]
+		if len(mhc.Spec.Checks.UnhealthyNodeConditions) == 0 || mhc.Spec.Checks.NodeStartupTimeoutSeconds == nil {
+			t.Errorf("MachineHealthCheck %s of %s: checks %+v, want Node conditions and a node startup timeout", mhc.Name, target, mhc.Spec.Checks)
+		}
+		for _, c := range mhc.Spec.Checks.UnhealthyNodeConditions {
+			if c.TimeoutSeconds == nil || *c.TimeoutSeconds != 300 {
+				t.Errorf("MachineHealthCheck %s: %s=%s after %v s, want 300 s by default", mhc.Name, c.Type, c.Status, c.TimeoutSeconds)
+			}
+		}
+		limit := mhc.Spec.Remediation.TriggerIf.UnhealthyLessThanOrEqualTo
+		if strings.HasPrefix(target, "MachineDeployment") && (limit == nil || limit.String() != "50%") {
+			t.Errorf("MachineHealthCheck %s of %s: remediation.triggerIf.unhealthyLessThanOrEqualTo = %v, want 50%%", mhc.Name, target, limit)
+		}
+	}
+}
+
+// expectKubeVIP checks that a KubeadmControlPlane writes kube-vip's static pod: ARP for vip on
+// iface, on the API server's port, as the control plane's leader-elected VIP.
+func expectKubeVIP(t *testing.T, obj *unstructured.Unstructured, vip, iface string) {
+	t.Helper()
+	kcp := &controlplanev1.KubeadmControlPlane{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, kcp); err != nil {
+		t.Fatalf("KubeadmControlPlane %s: %v", obj.GetName(), err)
+	}
+	files := kcp.Spec.KubeadmConfigSpec.Files
+	i := slices.IndexFunc(files, func(f bootstrapv1.File) bool { return f.Path == "/etc/kubernetes/manifests/kube-vip.yaml" })
+	if i < 0 {
+		t.Fatalf("KubeadmControlPlane %s writes no /etc/kubernetes/manifests/kube-vip.yaml (files %v)", kcp.Name, files)
+	}
+	pod := &corev1.Pod{}
+	if err := yaml.UnmarshalStrict([]byte(files[i].Content), pod); err != nil {
+		t.Fatalf("kube-vip.yaml is not a Pod: %v\n%s", err, files[i].Content)
+	}
+	if pod.Kind != "Pod" || pod.Namespace != "kube-system" || !pod.Spec.HostNetwork || len(pod.Spec.Containers) != 1 {
+		t.Fatalf("kube-vip.yaml: %s %s/%s hostNetwork %v with %d containers, want one host-network Pod in kube-system", pod.Kind, pod.Namespace, pod.Name, pod.Spec.HostNetwork, len(pod.Spec.Containers))
+	}
+	c := pod.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	for name, want := range map[string]string{
+		"address": vip, "port": "6443", "vip_arp": "true", "vip_interface": iface, "cp_enable": "true", "vip_leaderelection": "true",
+	} {
+		if env[name] != want {
+			t.Errorf("kube-vip env %s = %q, want %q", name, env[name], want)
+		}
+	}
+	if caps := c.SecurityContext; caps == nil || caps.Capabilities == nil || !slices.Contains(caps.Capabilities.Add, "NET_ADMIN") || !slices.Contains(caps.Capabilities.Add, "NET_RAW") {
+		t.Errorf("kube-vip security context %+v: ARP needs NET_ADMIN and NET_RAW", c.SecurityContext)
+	}
+	if !strings.HasPrefix(c.Image, "ghcr.io/kube-vip/kube-vip:") {
+		t.Errorf("kube-vip image = %s", c.Image)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].HostPath == nil || pod.Spec.Volumes[0].HostPath.Path != "/etc/kubernetes/admin.conf" {
+		t.Errorf("kube-vip volumes %+v, want the node's admin.conf", pod.Spec.Volumes)
+	}
+	// The first machine swaps in super-admin.conf for kubeadm init and back afterwards.
+	if pre := strings.Join(kcp.Spec.KubeadmConfigSpec.PreKubeadmCommands, "\n"); !strings.Contains(pre, "super-admin.conf") {
+		t.Errorf("preKubeadmCommands %q do not give kube-vip super-admin.conf during kubeadm init", pre)
+	}
+	if post := strings.Join(kcp.Spec.KubeadmConfigSpec.PostKubeadmCommands, "\n"); !strings.Contains(post, "path: /etc/kubernetes/admin.conf") {
+		t.Errorf("postKubeadmCommands %q do not give kube-vip admin.conf back", post)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -64,6 +65,8 @@ func (s *Sandbox) generate(ctx context.Context, t *Tenant) ([]*unstructured.Unst
 		"NEST_CONTROL_PLANE_ENDPOINT_HOST="+host,
 		"NEST_CONTROL_PLANE_ENDPOINT_PORT="+port,
 		"NEST_VM_NETWORK=tenant-network",
+		// Flavors with MachineHealthChecks: the sandbox's timeouts (its Infra clusters are lost in seconds).
+		fmt.Sprintf("NEST_CONTROL_PLANE_UNHEALTHY_SECONDS=%d", int(t.HealthCheckTimeout/time.Second)),
 		// No load balancer in the sandbox's Infra clusters: the control-plane Service is a NodePort.
 		"NEST_CONTROL_PLANE_SERVICE_TYPE=NodePort",
 		"NEST_BAREMETAL_IMAGE_URL=http://images.sandbox.invalid/ubuntu-2404-kube-"+t.KubernetesVersion+".qcow2",

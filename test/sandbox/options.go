@@ -90,7 +90,8 @@ type TenantOptions struct {
 	KubernetesVersion string
 	// Infra is the Infra cluster of the single-Infra flavors; default the first one.
 	Infra string
-	// HealthCheck adds a MachineHealthCheck for the control plane (the templates ship none): a
+	// HealthCheck gives the control plane a MachineHealthCheck — the flavor's own (the HA flavors ship
+	// them) with HealthCheckTimeout, or else one the sandbox adds — so that a
 	// control-plane Node whose Ready condition is Unknown or False for HealthCheckTimeout is
 	// remediated by KubeadmControlPlane.
 	HealthCheck bool

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -339,7 +341,9 @@ func (s *Sandbox) setupTenant(ctx context.Context, t *Tenant) error {
 	if err := apply(ctx, s.Management.Client, objs); err != nil {
 		return err
 	}
-	if t.HealthCheck {
+	if t.HealthCheck && !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "MachineHealthCheck" }) {
+		// Flavors that ship MachineHealthChecks get the sandbox's timeout through their variables
+		// (generate); a second check on the same machines would fight theirs.
 		if err := s.Management.Client.Create(ctx, t.healthCheck()); err != nil {
 			return fmt.Errorf("creating the MachineHealthCheck of tenant %s: %w", t.Name, err)
 		}
