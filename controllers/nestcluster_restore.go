@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/placement"
 )
 
 // controlPlaneSpread is the distribution of a tenant's control-plane machines (not being deleted)
@@ -35,14 +35,7 @@ func (s controlPlaneSpread) unbalanced() bool {
 	if len(s.healthy) < 2 {
 		return false
 	}
-	lo, hi := -1, 0
-	for _, fd := range s.healthy {
-		n := s.counts[fd]
-		if lo < 0 || n < lo {
-			lo = n
-		}
-		hi = max(hi, n)
-	}
+	hi, lo, _, _ := placement.Imbalance(s.counts, s.healthy)
 	return hi-lo > 1 || (lo == 0 && hi >= 2)
 }
 
@@ -105,17 +98,17 @@ func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *c
 		client.MatchingLabels{clusterv1.ClusterNameLabel: cluster.Name}, client.HasLabels{clusterv1.MachineControlPlaneLabel}); err != nil {
 		return fmt.Errorf("listing the control-plane machines of %s: %w", cluster.Name, err)
 	}
-	spread := controlPlaneSpread{counts: map[string]int{}, healthy: healthy}
 	deleting := false
+	var placed []string
 	for _, m := range machines.Items {
 		if !m.DeletionTimestamp.IsZero() {
 			deleting = true
 			continue
 		}
-		if slices.Contains(healthy, m.Spec.FailureDomain) {
-			spread.counts[m.Spec.FailureDomain]++
-		}
+		placed = append(placed, m.Spec.FailureDomain)
 	}
+	// The same counting as the spread webhook's, so that the two cannot disagree.
+	spread := controlPlaneSpread{counts: placement.Counts(placed, healthy), healthy: healthy}
 	kcp := &controlplanev1.KubeadmControlPlane{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cluster.Namespace, Name: ref.Name}, kcp); err != nil {
 		if apierrors.IsNotFound(err) {
