@@ -71,6 +71,9 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	if o.WebhookPort != 0 {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir, TLSOpts: tlsOptions})
 	}
+	if o.Logger.GetSink() != nil {
+		mgrOpts.Logger = o.Logger
+	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)

@@ -6,6 +6,7 @@ package manager
 import (
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/cluster-api/util/flags"
 )
@@ -50,6 +51,8 @@ type Options struct {
 	// only ever deletes objects carrying its own. Empty means the UID of the kube-system namespace,
 	// which is stable for the life of the cluster and distinct between clusters.
 	ManagementClusterID string
+	// Logger is the manager's (so its controllers') logger; the zero value means ctrl.Log.
+	Logger logr.Logger
 	// InProcessRestart allows a second manager in the same process (tests, the sandbox): controller
 	// names are otherwise unique per process.
 	InProcessRestart bool

@@ -1,0 +1,87 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/manager"
+)
+
+// lockedBuffer is a bytes.Buffer that several goroutines write.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Bootstrap data carries join tokens and certificates: the manager, logging at the highest
+// verbosity, never writes any of it, nor do its events and conditions, while machines with
+// distinctive bootstrap data are provisioned, fail to provision and are deleted.
+func TestBootstrapDataIsNeverLoggedNorInEventsOrConditions(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	logs := &lockedBuffer{}
+	stopManager()
+	stop, err := startManagerOn(ctx, topo.Management.Config, identity, func(o *manager.Options) {
+		o.Logger = zap.New(zap.WriteTo(logs), zap.UseDevMode(false), zap.Level(zapcore.Level(-10)))
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	stopManager = stop // the suite's manager from now on
+
+	const secret = "nest-b00tstrap-t0ken-9f3c"
+	cluster, _ := provisionedTenant(t)
+	_, ok := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", spec: vmSpec(),
+		data: []byte("#cloud-config\nwrite_files:\n- path: /etc/token\n  content: " + secret + "\n")})
+	_, bad := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", format: "ignition", spec: vmSpec(),
+		data: []byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"relative/` + secret + `"}]}}`)})
+	waitProvisioned(t, ok)
+	g.Eventually(func(g Gomega) {
+		g.Expect(conditions.GetReason(get(g, bad).(*infrav1.NestMachine), infrav1.VMProvisionedCondition)).To(Equal(infrav1.InvalidBootstrapDataReason))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	for _, nm := range []*infrav1.NestMachine{ok, bad} {
+		g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
+	}
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(ok), &infrav1.NestMachine{})) &&
+			apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(bad), &infrav1.NestMachine{}))
+	}, 60*time.Second, 200*time.Millisecond).Should(BeTrue())
+
+	written := logs.String()
+	g.Expect(written).To(ContainSubstring("Created the VirtualMachine"), "the capture holds the manager's logs")
+	g.Expect(strings.Count(written, "\n")).To(BeNumerically(">", 20))
+	g.Expect(written).NotTo(ContainSubstring(secret), "bootstrap data in the logs")
+	events := &corev1.EventList{}
+	g.Expect(mgmt.List(ctx, events)).To(Succeed())
+	for _, e := range events.Items {
+		g.Expect(e.Message).NotTo(ContainSubstring(secret), "bootstrap data in event %s", e.Name)
+	}
+	for _, nm := range []*infrav1.NestMachine{ok, bad} {
+		for _, c := range nm.Status.Conditions {
+			g.Expect(c.Message).NotTo(ContainSubstring(secret), "bootstrap data in condition %s of %s", c.Type, nm.Name)
+		}
+	}
+}
