@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +24,7 @@ import (
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ignition"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/placement"
 )
 
 // reconcileVM creates the VirtualMachine and its bootstrap Secret, reconciles drift, and reports
@@ -44,6 +46,16 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	err := c.Get(ctx, key, vm)
 	switch {
 	case apierrors.IsNotFound(err):
+		if in.IsControlPlane() {
+			if why, err := r.unbalancingControlPlane(ctx, s); err != nil || why != "" {
+				if err != nil {
+					return ctrl.Result{}, err
+				}
+				ctrl.LoggerFrom(ctx).Info("Waiting: " + why)
+				setWaiting(nm, infrav1.VMProvisionedCondition, infrav1.ControlPlaneUnbalancedReason, why)
+				return ctrl.Result{RequeueAfter: unbalancedRetry}, nil
+			}
+		}
 		created, res, err := r.createVM(ctx, s, in)
 		if err != nil || created == nil {
 			return res, err
@@ -147,6 +159,41 @@ func (r *NestMachineReconciler) claimVM(ctx context.Context, s *machineScope, in
 		setWaiting(s.nm, infrav1.VMProvisionedCondition, infrav1.VMNameInUseReason, msg)
 		return false, nil
 	}
+}
+
+// unbalancedRetry is how often a control-plane machine held back by the spread rule looks again.
+const unbalancedRetry = 10 * time.Second
+
+// unbalancingControlPlane says why creating this control-plane machine's VM now would break the
+// spread rule (internal/placement, the one the admission webhook applies), or "". It counts the
+// control-plane NestMachines of the cluster that have a VM already: a Machine admitted past the
+// webhook (several webhook replicas, the webhook bypassed) waits here, and proceeds once balance
+// allows, rather than put a second control-plane VM where another Infra cluster has none.
+func (r *NestMachineReconciler) unbalancingControlPlane(ctx context.Context, s *machineScope) (string, error) {
+	list := &infrav1.NestMachineList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(s.nm.Namespace),
+		client.MatchingLabels{clusterv1.ClusterNameLabel: s.cluster.Name}, client.HasLabels{clusterv1.MachineControlPlaneLabel}); err != nil {
+		return "", fmt.Errorf("listing the control-plane NestMachines of %s: %w", s.cluster.Name, err)
+	}
+	in := placement.Input{Requested: s.infraName}
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.Name != s.nm.Name && other.DeletionTimestamp.IsZero() && other.Status.Remote != nil {
+			in.Placed = append(in.Placed, other.Status.FailureDomain)
+		}
+	}
+	healthy := map[string]bool{}
+	for _, fd := range s.nestCluster.Status.FailureDomains {
+		healthy[fd.Name] = ptr.Deref(fd.ControlPlane, false)
+	}
+	for _, use := range s.nestCluster.Spec.InfraClusters {
+		in.Domains = append(in.Domains, placement.Domain{Name: use.Name, ControlPlane: ptr.Deref(use.ControlPlane, true), Healthy: healthy[use.Name]})
+	}
+	var rejection *placement.Rejection
+	if err := placement.Check(in); errors.As(err, &rejection) && rejection.Reason == placement.ReasonUnbalanced {
+		return "not creating the control-plane VM yet: " + rejection.Error(), nil
+	}
+	return "", nil
 }
 
 // invalidBootstrapDataRetry is how often a machine whose bootstrap data is invalid looks again.

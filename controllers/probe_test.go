@@ -133,3 +133,34 @@ func TestNarrowingAllowedNamespacesStopsNewMachinesAndKeepsTheOthers(t *testing.
 		get(g, second)
 	}, 5*time.Second, 500*time.Millisecond).Should(Succeed())
 }
+
+// A control-plane Machine that admission let through into an Infra cluster that already has more
+// than its share (several webhook replicas, or none, as in this suite) gets no VM: the NestMachine
+// says why with the counts, and goes on once the other Infra clusters have theirs.
+func TestAControlPlaneVMThatWouldUnbalanceWaitsForBalance(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	g.Eventually(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	_, first := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: vmSpec()})
+	waitProvisioned(t, first)
+	_, second := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: vmSpec()})
+	g.Eventually(func(g Gomega) {
+		get(g, second)
+		g.Expect(conditions.GetReason(second, infrav1.VMProvisionedCondition)).To(Equal(infrav1.ControlPlaneUnbalancedReason))
+		g.Expect(conditions.GetMessage(second, infrav1.VMProvisionedCondition)).To(ContainSubstring("infra-a=1"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(second)}, &kubevirtv1.VirtualMachine{})
+	g.Expect(err).To(HaveOccurred(), "no second control-plane VM in infra-a while infra-b and infra-c have none")
+
+	for _, infra := range []string{"infra-b", "infra-c"} {
+		_, nm := newMachine(t, cluster, machineOpts{failureDomain: infra, controlPlane: true, spec: vmSpec()})
+		waitProvisioned(t, nm)
+	}
+	NewWithT(t).Eventually(func(g Gomega) {
+		get(g, second)
+		g.Expect(ptr.Deref(second.Status.Initialization.Provisioned, false)).To(BeTrue(), "VMProvisioned: %s", conditions.GetMessage(second, infrav1.VMProvisionedCondition))
+	}, 60*time.Second, 500*time.Millisecond).Should(Succeed(), "with one control-plane VM in each Infra cluster, a fourth is within the rule")
+}

@@ -49,6 +49,9 @@ const (
 	// HandedOverReason: the machine was moved away by clusterctl move; what it made in the Infra
 	// cluster was left running for the management cluster it moved to.
 	HandedOverReason = "HandedOver"
+	// ControlPlaneUnbalancedReason: creating this control-plane machine's VM now would put more
+	// control-plane VMs in its Infra cluster than the spread rule allows; it waits for balance.
+	ControlPlaneUnbalancedReason = "ControlPlaneUnbalanced"
 	// InvalidBootstrapDataReason: the bootstrap data does not parse as its format says (Ignition is
 	// validated with the Ignition libraries); nothing is created until it does.
 	InvalidBootstrapDataReason = "InvalidBootstrapData"
