@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -139,6 +140,18 @@ func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, path *field.Path) (field.
 	var errs field.ErrorList
 	var warnings admission.Warnings
 
+	if cd := kv.BootImage.ContainerDisk; cd != nil {
+		if _, err := reference.ParseNormalizedNamed(cd.Image); err != nil {
+			errs = append(errs, field.Invalid(path.Child("bootImage", "containerDisk", "image"), cd.Image,
+				fmt.Sprintf("not an image reference (%v): use [registry/]repository[:tag][@digest], e.g. quay.io/containerdisks/fedora:42", err)))
+		}
+	}
+	if r := kv.BootImage.Registry; r != nil && strings.HasPrefix(r.URL, "docker://") {
+		if _, err := reference.ParseNormalizedNamed(strings.TrimPrefix(r.URL, "docker://")); err != nil {
+			errs = append(errs, field.Invalid(path.Child("bootImage", "registry", "url"), r.URL,
+				fmt.Sprintf("not docker://<image reference> (%v): e.g. docker://quay.io/containerdisks/fedora:42", err)))
+		}
+	}
 	if kv.BootImage.ContainerDisk != nil && kv.RootDisk != nil {
 		errs = append(errs, field.Forbidden(path.Child("rootDisk"),
 			"rootDisk applies to a boot image that is imported or cloned (http, registry, pvc or dataSource); a containerDisk root disk is ephemeral and has no size, storage class or access mode: remove rootDisk or choose another bootImage source"))

@@ -205,6 +205,16 @@ var invalidMachineSpecs = []struct {
 		}
 		return s
 	}, []string{"spec.kubevirt.vmPatches[1].path: Forbidden", "/metadata/name", "which the provider owns"}},
+	{"container disk that is not an image reference", func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.BootImage = infrav1.BootImage{ContainerDisk: &infrav1.ContainerDiskSource{Image: "quay.io/containerdisks/Fedora:42 --privileged"}}
+		return s
+	}, []string{"spec.kubevirt.bootImage.containerDisk.image", "not an image reference"}},
+	{"registry import that is not an image reference", func() infrav1.NestMachineSpec {
+		s := importedSpec("ReadWriteMany")
+		s.KubeVirt.BootImage = infrav1.BootImage{Registry: &infrav1.RegistrySource{URL: "docker://quay.io//fedora::42"}}
+		return s
+	}, []string{"spec.kubevirt.bootImage.registry.url", "not docker://<image reference>"}},
 	{"patch drops the ownership labels", func() infrav1.NestMachineSpec {
 		s := kubevirtSpec()
 		s.KubeVirt.VMPatches = []infrav1.JSONPatch{{Op: "remove", Path: "/metadata/labels"}}
