@@ -40,6 +40,9 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 		Namespace: s.namespace, SchedulerName: s.infraObj.Spec.SchedulerName, BootstrapSecretName: kubevirt.BootstrapSecretName(vmName),
 		Identity: r.Identity,
 	}
+	if policy := s.infraObj.Spec.VMPatchPolicy; policy != nil {
+		in.PatchPolicy = policy.Allow
+	}
 	key := client.ObjectKey{Namespace: s.namespace, Name: vmName}
 
 	vm := &kubevirtv1.VirtualMachine{}
@@ -111,6 +114,15 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	conditions.Set(nm, metav1.Condition{Type: infrav1.VMProvisionedCondition, Status: metav1.ConditionFalse, Reason: st.Reason, Message: st.Message})
 	log.V(4).Info("VM not running yet", "reason", st.Reason, "message", st.Message)
 	return ctrl.Result{}, nil
+}
+
+// userPatchError reports whether rendering failed on the NestMachine's VM patches (one does not apply,
+// or they add what the Infra cluster's spec.vmPatchPolicy does not allow): the user's to fix; retrying
+// would not help.
+func userPatchError(err error) bool {
+	var pe *kubevirt.PatchError
+	var policy *kubevirt.PolicyError
+	return errors.As(err, &pe) || errors.As(err, &policy)
 }
 
 // machineObjects selects the objects made for a NestMachine by its namespace and name, which a move
@@ -237,8 +249,7 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 	in.BootstrapFormat = format
 	desired, err := kubevirt.RenderVM(in)
 	if err != nil {
-		var pe *kubevirt.PatchError
-		if errors.As(err, &pe) {
+		if userPatchError(err) {
 			// A bad patch is the user's to fix; retrying would not help.
 			setWaiting(nm, infrav1.VMProvisionedCondition, infrav1.VMPatchFailedReason, err.Error())
 			return nil, ctrl.Result{}, nil
@@ -314,8 +325,7 @@ func reconcileVMDrift(ctx context.Context, s *machineScope, in kubevirt.Input, v
 	}
 	desired, err := kubevirt.RenderVM(in)
 	if err != nil {
-		var pe *kubevirt.PatchError
-		if errors.As(err, &pe) {
+		if userPatchError(err) {
 			setWaiting(s.nm, infrav1.VMProvisionedCondition, infrav1.VMPatchFailedReason, err.Error())
 			return nil
 		}

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
@@ -163,4 +164,24 @@ func TestAControlPlaneVMThatWouldUnbalanceWaitsForBalance(t *testing.T) {
 		get(g, second)
 		g.Expect(ptr.Deref(second.Status.Initialization.Provisioned, false)).To(BeTrue(), "VMProvisioned: %s", conditions.GetMessage(second, infrav1.VMProvisionedCondition))
 	}, 60*time.Second, 500*time.Millisecond).Should(Succeed(), "with one control-plane VM in each Infra cluster, a fourth is within the rule")
+}
+
+// A NestMachine whose VM patches add a host disk (a file of the Infra node) gets no VM in an Infra
+// cluster whose spec.vmPatchPolicy does not allow it, even when admission let it through (no webhook
+// runs in this suite); the condition names the policy.
+func TestVMPatchesTheInfraClusterDoesNotAllowMakeNoVM(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	cluster, nc := provisionedTenant(t)
+	spec := vmSpec()
+	spec.KubeVirt.VMPatches = []infrav1.JSONPatch{{Op: "add", Path: "/spec/template/spec/volumes/-",
+		Value: &apiextensionsv1.JSON{Raw: []byte(`{"name":"shadow","hostDisk":{"path":"/etc/shadow","type":"Disk"}}`)}}}
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", spec: spec})
+	g.Eventually(func(g Gomega) {
+		get(g, nm)
+		g.Expect(conditions.GetReason(nm, infrav1.VMProvisionedCondition)).To(Equal(infrav1.VMPatchFailedReason))
+		g.Expect(conditions.GetMessage(nm, infrav1.VMProvisionedCondition)).To(ContainSubstring("spec.vmPatchPolicy.allow does not list HostDisk"))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
+	g.Expect(err).To(HaveOccurred(), "no VM with a host disk the Infra cluster does not allow")
 }

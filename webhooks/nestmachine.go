@@ -52,7 +52,11 @@ func (w *NestMachine) Default(_ context.Context, m *infrav1.NestMachine) error {
 // ValidateCreate checks the spec's consistency, and that a providerID given at create time is the one
 // the provider would give this NestMachine.
 func (w *NestMachine) ValidateCreate(ctx context.Context, m *infrav1.NestMachine) (admission.Warnings, error) {
-	errs, warnings := validateNestMachineSpec(&m.Spec, field.NewPath("spec"))
+	allow, err := patchAllowance(ctx, w.Client, m.Namespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs, warnings := validateNestMachineSpec(&m.Spec, allow, field.NewPath("spec"))
 	providerIDErrs, err := w.validateProviderID(ctx, m)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
@@ -110,7 +114,7 @@ func (w *NestMachine) validateProviderID(ctx context.Context, m *infrav1.NestMac
 // ValidateUpdate lets only providerID (once), runStrategy, evictionStrategy and placement change,
 // and checks the new spec when it changed. A NestMachine being deleted passes: its finalizer must
 // be removable whatever rules were added since it was created.
-func (w *NestMachine) ValidateUpdate(_ context.Context, oldM, newM *infrav1.NestMachine) (admission.Warnings, error) {
+func (w *NestMachine) ValidateUpdate(ctx context.Context, oldM, newM *infrav1.NestMachine) (admission.Warnings, error) {
 	if newM.DeletionTimestamp != nil {
 		return nil, nil
 	}
@@ -135,7 +139,11 @@ func (w *NestMachine) ValidateUpdate(_ context.Context, oldM, newM *infrav1.Nest
 				"to change anything else, change the machine template so that a new machine replaces this one"))
 		}
 	}
-	specErrs, warnings := validateNestMachineSpec(&newM.Spec, field.NewPath("spec"))
+	allow, err := patchAllowance(ctx, w.Client, newM.Namespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	specErrs, warnings := validateNestMachineSpec(&newM.Spec, allow, field.NewPath("spec"))
 	return warnings, invalid("NestMachine", newM.Name, append(errs, specErrs...))
 }
 
@@ -147,8 +155,13 @@ func (w *NestMachine) ValidateDelete(context.Context, *infrav1.NestMachine) (adm
 // +kubebuilder:webhook:verbs=create;update,path=/mutate-infrastructure-cluster-x-k8s-io-v1alpha1-nestmachinetemplate,mutating=true,failurePolicy=fail,matchPolicy=Equivalent,groups=infrastructure.cluster.x-k8s.io,resources=nestmachinetemplates,versions=v1alpha1,name=default.nestmachinetemplate.infrastructure.cluster.x-k8s.io,sideEffects=None,admissionReviewVersions=v1
 // +kubebuilder:webhook:verbs=create;update,path=/validate-infrastructure-cluster-x-k8s-io-v1alpha1-nestmachinetemplate,mutating=false,failurePolicy=fail,matchPolicy=Equivalent,groups=infrastructure.cluster.x-k8s.io,resources=nestmachinetemplates,versions=v1alpha1,name=validation.nestmachinetemplate.infrastructure.cluster.x-k8s.io,sideEffects=None,admissionReviewVersions=v1
 
-// NestMachineTemplate defaults and validates NestMachineTemplates. It reads nothing.
-type NestMachineTemplate struct{}
+// NestMachineTemplate defaults and validates NestMachineTemplates. It reads only the VM patch
+// policies of the InfraClusters its namespace may use.
+type NestMachineTemplate struct {
+	// Client reads InfraClusters and Namespaces (their VM patch policies), from the manager's cache;
+	// nil allows no governed patch feature.
+	Client client.Reader
+}
 
 var (
 	_ admission.Defaulter[*infrav1.NestMachineTemplate] = &NestMachineTemplate{}
@@ -168,8 +181,12 @@ func (w *NestMachineTemplate) Default(_ context.Context, t *infrav1.NestMachineT
 }
 
 // ValidateCreate checks the template's spec like a NestMachine's, and its metadata.
-func (w *NestMachineTemplate) ValidateCreate(_ context.Context, t *infrav1.NestMachineTemplate) (admission.Warnings, error) {
-	errs, warnings := validateNestMachineTemplate(t)
+func (w *NestMachineTemplate) ValidateCreate(ctx context.Context, t *infrav1.NestMachineTemplate) (admission.Warnings, error) {
+	allow, err := patchAllowance(ctx, w.Client, t.Namespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs, warnings := validateNestMachineTemplate(t, allow)
 	return warnings, invalid("NestMachineTemplate", t.Name, errs)
 }
 
@@ -190,7 +207,11 @@ func (w *NestMachineTemplate) ValidateUpdate(ctx context.Context, oldT, newT *in
 	if len(changed) == 0 {
 		return nil, invalid("NestMachineTemplate", newT.Name, newT.Spec.Template.ObjectMeta.Validate(field.NewPath("spec", "template", "metadata")))
 	}
-	errs, warnings := validateNestMachineTemplate(newT)
+	allow, err := patchAllowance(ctx, w.Client, newT.Namespace)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs, warnings := validateNestMachineTemplate(newT, allow)
 	if !isTopologyDryRun(ctx, newT) {
 		errs = append(errs, field.Forbidden(specPath,
 			fmt.Sprintf("immutable (changed: %s): create a new NestMachineTemplate and point the MachineDeployment, KubeadmControlPlane or ClusterClass at it", joinPaths(changed))))
@@ -203,9 +224,9 @@ func (w *NestMachineTemplate) ValidateDelete(context.Context, *infrav1.NestMachi
 	return nil, nil
 }
 
-func validateNestMachineTemplate(t *infrav1.NestMachineTemplate) (field.ErrorList, admission.Warnings) {
+func validateNestMachineTemplate(t *infrav1.NestMachineTemplate, allow []infrav1.VMPatchFeature) (field.ErrorList, admission.Warnings) {
 	specPath := field.NewPath("spec", "template", "spec")
-	errs, warnings := validateNestMachineSpec(&t.Spec.Template.Spec, specPath)
+	errs, warnings := validateNestMachineSpec(&t.Spec.Template.Spec, allow, specPath)
 	if t.Spec.Template.Spec.ProviderID != "" {
 		errs = append(errs, field.Forbidden(specPath.Child("providerID"), "a template cannot carry a providerID: the provider sets one per machine"))
 	}

@@ -123,11 +123,11 @@ func liveMigratable(kv *infrav1.KubeVirtMachineSpec) (migratability, migrationBl
 // validateNestMachineSpec checks what the CRD schema cannot: consistency between fields, selectors
 // and placement terms, and the JSON patches. It returns warnings for what is valid but likely not
 // what the user wants.
-func validateNestMachineSpec(spec *infrav1.NestMachineSpec, path *field.Path) (field.ErrorList, admission.Warnings) {
+func validateNestMachineSpec(spec *infrav1.NestMachineSpec, allow []infrav1.VMPatchFeature, path *field.Path) (field.ErrorList, admission.Warnings) {
 	var errs field.ErrorList
 	var warnings admission.Warnings
 	if kv := spec.KubeVirt; kv != nil {
-		e, w := validateKubeVirt(kv, path.Child("kubevirt"))
+		e, w := validateKubeVirt(kv, allow, path.Child("kubevirt"))
 		errs, warnings = append(errs, e...), append(warnings, w...)
 	}
 	if bm := spec.BareMetal; bm != nil {
@@ -136,7 +136,7 @@ func validateNestMachineSpec(spec *infrav1.NestMachineSpec, path *field.Path) (f
 	return errs, warnings
 }
 
-func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, path *field.Path) (field.ErrorList, admission.Warnings) {
+func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, allow []infrav1.VMPatchFeature, path *field.Path) (field.ErrorList, admission.Warnings) {
 	var errs field.ErrorList
 	var warnings admission.Warnings
 
@@ -192,7 +192,7 @@ func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, path *field.Path) (field.
 	if kv.Placement != nil {
 		errs = append(errs, validatePlacement(kv.Placement, path.Child("placement"))...)
 	}
-	errs = append(errs, validateVMPatches(kv, path.Child("vmPatches"))...)
+	errs = append(errs, validateVMPatches(kv, allow, path.Child("vmPatches"))...)
 	return errs, warnings
 }
 

@@ -472,3 +472,27 @@ func TestNestMachineTemplateRules(t *testing.T) {
 		expectInvalid(g, k8sClient.Update(ctx, invalidToo, client.DryRunAll), "spec.template.spec.kubevirt.rootDisk: Forbidden")
 	})
 }
+
+// VM patches may add host disks, host devices or another scheduler only where an InfraCluster that
+// admits the namespace allows it in spec.vmPatchPolicy.
+func TestVMPatchesThatTheInfraPolicyGovernsAreRefusedUnlessAllowed(t *testing.T) {
+	env(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := namespace(t, nil)
+	spec := func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.VMPatches = []infrav1.JSONPatch{{Op: "add", Path: "/spec/template/spec/volumes/-",
+			Value: jsonValue(`{"name":"shadow","hostDisk":{"path":"/etc/shadow","type":"Disk"}}`)}}
+		return s
+	}
+	expectInvalid(g, k8sClient.Create(ctx, nestMachine(ns, spec())), "spec.kubevirt.vmPatches: Forbidden", `the hostDisk volume "shadow" (path /etc/shadow`, "does not list HostDisk")
+	expectInvalid(g, k8sClient.Create(ctx, nestMachineTemplate(ns, spec())), "spec.template.spec.kubevirt.vmPatches: Forbidden", "does not list HostDisk")
+
+	ic := infraCluster(&infrav1.AllowedNamespaces{List: []string{ns}})
+	ic.Spec.VMPatchPolicy = &infrav1.VMPatchPolicy{Allow: []infrav1.VMPatchFeature{infrav1.VMPatchHostDisk}}
+	g.Expect(k8sClient.Create(ctx, ic)).To(Succeed())
+	waitCached(t, ic)
+	g.Expect(k8sClient.Create(ctx, nestMachine(ns, spec()))).To(Succeed(), "an InfraCluster admitting the namespace allows host disks")
+	g.Expect(k8sClient.Create(ctx, nestMachineTemplate(ns, spec()))).To(Succeed())
+}

@@ -38,7 +38,7 @@ func SetupWithManager(mgr ctrl.Manager) error {
 		(&NestCluster{Client: reader}).SetupWebhookWithManager,
 		(&NestClusterTemplate{Client: reader}).SetupWebhookWithManager,
 		(&NestMachine{Client: reader}).SetupWebhookWithManager,
-		(&NestMachineTemplate{}).SetupWebhookWithManager,
+		(&NestMachineTemplate{Client: reader}).SetupWebhookWithManager,
 		(&ControlPlaneSpread{Client: reader}).SetupWebhookWithManager,
 	} {
 		if err := setup(mgr); err != nil {

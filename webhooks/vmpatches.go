@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
@@ -61,16 +63,19 @@ type pointerWrite struct {
 // exact field; then, when each is well formed, that the list applies to the VirtualMachine the
 // provider renders from this spec (internal/kubevirt.CheckPatches), so a patch that can never apply
 // is refused before a machine is made.
-func validateVMPatches(kv *infrav1.KubeVirtMachineSpec, path *field.Path) field.ErrorList {
+func validateVMPatches(kv *infrav1.KubeVirtMachineSpec, allow []infrav1.VMPatchFeature, path *field.Path) field.ErrorList {
 	errs := validateVMPatchOps(kv, path)
 	if len(errs) > 0 || len(kv.VMPatches) == 0 {
 		return errs
 	}
-	err := kubevirt.CheckPatches(kv)
+	err := kubevirt.CheckPatches(kv, allow)
 	var patchErr *kubevirt.PatchError
+	var policyErr *kubevirt.PolicyError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &policyErr):
+		return field.ErrorList{field.Forbidden(path, policyErr.Error()+"; no InfraCluster that admits this namespace allows it")}
 	case errors.As(err, &patchErr):
 		return field.ErrorList{field.Invalid(path.Index(patchErr.Index).Child("path"), patchErr.Patch.Path,
 			fmt.Sprintf("%s %s does not apply to the VirtualMachine rendered from this spec: %v", patchErr.Patch.Op, patchErr.Patch.Path, patchErr.Err))}
@@ -123,4 +128,34 @@ func validateVMPatchOps(kv *infrav1.KubeVirtMachineSpec, path *field.Path) field
 		}
 	}
 	return errs
+}
+
+// patchAllowance is what the VM patches of a NestMachine (or template) in namespace may add: what at
+// least one InfraCluster admitting the namespace allows (the controller applies the policy of the
+// Infra cluster the machine lands in before creating its VM). No reader allows nothing.
+func patchAllowance(ctx context.Context, c client.Reader, namespace string) ([]infrav1.VMPatchFeature, error) {
+	if c == nil {
+		return nil, nil
+	}
+	a := newAccess(c, namespace)
+	ics := &infrav1.InfraClusterList{}
+	if err := c.List(ctx, ics); err != nil {
+		return nil, fmt.Errorf("listing InfraClusters: %w", err)
+	}
+	var allow []infrav1.VMPatchFeature
+	for i := range ics.Items {
+		ic := &ics.Items[i]
+		if ic.Spec.VMPatchPolicy == nil || len(ic.Spec.VMPatchPolicy.Allow) == 0 {
+			continue
+		}
+		if ok, err := a.admits(ctx, ic); err != nil || !ok {
+			continue
+		}
+		for _, f := range ic.Spec.VMPatchPolicy.Allow {
+			if !slices.Contains(allow, f) {
+				allow = append(allow, f)
+			}
+		}
+	}
+	return allow, nil
 }

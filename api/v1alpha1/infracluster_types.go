@@ -69,6 +69,13 @@ type InfraClusterSpec struct {
 	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[-a-z0-9])?)?$`
 	TenantNamespacePrefix string `json:"tenantNamespacePrefix,omitempty"`
 
+	// vmPatchPolicy says what tenants' spec.kubevirt.vmPatches may add to their VMs here, beyond what
+	// the curated fields give. Unset allows none of the features below: patches may not add host
+	// disks (files of the Infra node), host devices or GPUs, nor change the scheduler name this
+	// InfraCluster sets.
+	// +optional
+	VMPatchPolicy *VMPatchPolicy `json:"vmPatchPolicy,omitempty"`
+
 	// probe sets how often and how patiently the provider checks the Infra cluster's health. Loss is
 	// noticed within intervalSeconds + timeoutSeconds.
 	// +optional
@@ -82,6 +89,29 @@ type InfraClusterSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=604800
 	OrphanGracePeriodSeconds *int32 `json:"orphanGracePeriodSeconds,omitempty"`
+}
+
+// VMPatchFeature is something a VM patch can add that the Infra cluster's administrator governs.
+// +kubebuilder:validation:Enum=HostDisk;HostDevices;SchedulerName
+type VMPatchFeature string
+
+// VM patch features.
+const (
+	// VMPatchHostDisk: hostDisk volumes, files or directories of the Infra node.
+	VMPatchHostDisk VMPatchFeature = "HostDisk"
+	// VMPatchHostDevices: host devices and GPUs passed through to the VM.
+	VMPatchHostDevices VMPatchFeature = "HostDevices"
+	// VMPatchSchedulerName: a scheduler name other than the InfraCluster's.
+	VMPatchSchedulerName VMPatchFeature = "SchedulerName"
+)
+
+// VMPatchPolicy governs tenants' VM patches in an Infra cluster.
+type VMPatchPolicy struct {
+	// allow lists the features tenants' patches may add.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	Allow []VMPatchFeature `json:"allow,omitempty"`
 }
 
 // AllowedNamespaces selects namespaces by name or by label.

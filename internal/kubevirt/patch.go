@@ -324,14 +324,16 @@ func sameOwnedLabels(where string, before, after map[string]string) error {
 // it will get, and these change the VM; the patches pass when they apply to at least one of those
 // renderings, and otherwise the error is the worker, cloud-config one's. Errors name
 // spec.kubevirt.vmPatches[i] (they are *PatchError) unless the spec itself cannot be rendered.
-func CheckPatches(spec *infrav1.KubeVirtMachineSpec) error {
+func CheckPatches(spec *infrav1.KubeVirtMachineSpec, allow []infrav1.VMPatchFeature) error {
 	if spec == nil || len(spec.VMPatches) == 0 {
 		return nil
 	}
 	var first error
 	for _, controlPlane := range []bool{false, true} {
 		for _, format := range []string{FormatCloudConfig, FormatIgnition} {
-			_, err := RenderVM(sampleInput(spec, controlPlane, format))
+			in := sampleInput(spec, controlPlane, format)
+			in.PatchPolicy = allow
+			_, err := RenderVM(in)
 			if err == nil {
 				return nil
 			}

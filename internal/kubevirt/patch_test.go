@@ -328,7 +328,7 @@ func TestCheckPatches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			err := CheckPatches(tt.spec)
+			err := CheckPatches(tt.spec, nil)
 			if tt.wantErr == "" {
 				g.Expect(err).NotTo(HaveOccurred())
 				return
@@ -344,6 +344,6 @@ func TestCheckPatchesDoesNotModifyTheSpec(t *testing.T) {
 	s.Placement = &infrav1.Placement{NodeSelector: map[string]string{"a": "b"}, Tolerations: []corev1.Toleration{{Key: "k"}}}
 	s.VMPatches = []infrav1.JSONPatch{{Op: "add", Path: "/spec/template/spec/nodeSelector/c", Value: jsonValue(`"d"`)}}
 	before := s.DeepCopy()
-	g.Expect(CheckPatches(s)).To(Succeed())
+	g.Expect(CheckPatches(s, nil)).To(Succeed())
 	g.Expect(s).To(Equal(before))
 }

@@ -75,6 +75,9 @@ type Input struct {
 	// WithNetworkData makes the bootstrap volume read network data from the Secret's NetworkDataKey
 	// too; set it when RenderBootstrapSecret is given network data.
 	WithNetworkData bool
+	// PatchPolicy lists what spec.kubevirt.vmPatches may add (the InfraCluster's
+	// spec.vmPatchPolicy.allow); RenderVM refuses patches that add anything else (*PolicyError).
+	PatchPolicy []infrav1.VMPatchFeature
 	// Identity is the management cluster's, put on the VM and the Secret (not on the VM's template:
 	// a move changes it, and the template is the VM's spec).
 	Identity ownership.Identity
@@ -249,7 +252,14 @@ func RenderVM(in Input) (*kubevirtv1.VirtualMachine, error) {
 	if len(spec.VMPatches) == 0 {
 		return vm, nil
 	}
-	return ApplyPatches(vm, spec.VMPatches)
+	patched, err := ApplyPatches(vm, spec.VMPatches)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPatchPolicy(vm, patched, in.PatchPolicy); err != nil {
+		return nil, err
+	}
+	return patched, nil
 }
 
 // renderDomain sets CPU and memory from the curated fields. With an instancetype it sets neither:
