@@ -378,7 +378,7 @@ func publishInfraStatus(nc *infrav1.NestCluster, uses []*infraUse) {
 	nc.Status.FailureDomains = domains
 	setLossTolerated(nc)
 	if len(problems) == 0 {
-		conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionTrue, Reason: "AllUsable"})
+		conditions.Set(nc, metav1.Condition{Type: infrav1.InfraClustersReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.AllUsableReason})
 		return
 	}
 	reason := strings.SplitN(problems[0], ":", 2)[0]
@@ -396,12 +396,12 @@ func setLossTolerated(nc *infrav1.NestCluster) {
 			controlPlanes++
 		}
 	}
-	c := metav1.Condition{Type: infrav1.InfraClusterLossToleratedCondition, Status: metav1.ConditionTrue, Reason: "ThreeOrMoreInfraClusters"}
+	c := metav1.Condition{Type: infrav1.InfraClusterLossToleratedCondition, Status: metav1.ConditionTrue, Reason: infrav1.ThreeOrMoreInfraClustersReason}
 	switch {
 	case controlPlanes == 2:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, infrav1.TwoInfraClustersReason, infrav1.TwoInfraClustersMessage
 	case controlPlanes < 2:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "OneInfraCluster", "one Infra cluster takes control-plane machines: losing it stops the control plane (the single-Infra designs)"
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, infrav1.OneInfraClusterReason, "one Infra cluster takes control-plane machines: losing it stops the control plane (the single-Infra designs)"
 	}
 	conditions.Set(nc, c)
 }
@@ -423,7 +423,7 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 	svcSpec := nc.Spec.ControlPlaneService
 	if svcSpec == nil {
 		if endpointReady(cluster, nc) {
-			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: "Provided"})
+			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.EndpointProvidedReason})
 			return nil
 		}
 		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
@@ -445,7 +445,7 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 	}
 	endpoint, err := ensureControlPlaneService(ctx, host.conn, r.Identity, host.namespace, cluster, nc)
 	if err != nil {
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: "ServiceFailed", Message: err.Error()})
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.ServiceFailedReason, Message: err.Error()})
 		return err
 	}
 	if !endpoint.IsValid() {
@@ -456,7 +456,7 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 	if !nc.Spec.ControlPlaneEndpoint.IsValid() {
 		nc.Spec.ControlPlaneEndpoint = endpoint
 	}
-	conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: "ServiceReady",
+	conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.ServiceReadyReason,
 		Message: fmt.Sprintf("%s Service in Infra cluster %s", svcSpec.Type, svcSpec.InfraCluster)})
 	return nil
 }
@@ -554,12 +554,12 @@ func setNestClusterReady(nc *infrav1.NestCluster) {
 		if c := conditions.Get(nc, infrav1.InfraClustersReadyCondition); c != nil && c.Status != metav1.ConditionTrue && len(nc.Status.FailureDomains) == 0 {
 			msg = c.Message
 		}
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "NotProvisioned", Message: msg})
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.NotProvisionedReason, Message: msg})
 	case len(nc.Status.FailureDomains) == 0:
 		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterNotReadyReason,
 			Message: conditions.GetMessage(nc, infrav1.InfraClustersReadyCondition)})
 	default:
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: "Provisioned"})
+		conditions.Set(nc, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.ProvisionedReason})
 	}
 }
 

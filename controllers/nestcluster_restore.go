@@ -119,9 +119,9 @@ func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *c
 	decision := decideRestore(spread, deleting || kcpRollingOut(kcp, len(machines.Items)), lastRecovery, nc.Status.LastControlPlaneRestore)
 	if !decision.trigger {
 		status := metav1.ConditionTrue
-		reason := "Balanced"
+		reason := infrav1.BalancedReason
 		if spread.unbalanced() {
-			status, reason = metav1.ConditionFalse, "Unbalanced"
+			status, reason = metav1.ConditionFalse, infrav1.UnbalancedReason
 			if restoredSinceRecovery(lastRecovery, nc.Status.LastControlPlaneRestore) {
 				reason = infrav1.RestoreRequestedReason
 			}

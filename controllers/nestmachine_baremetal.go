@@ -321,7 +321,7 @@ func (r *NestMachineReconciler) ensureHostData(ctx context.Context, s *machineSc
 	key := client.ObjectKey{Namespace: host.Namespace, Name: metal3.DataSecretName(host.Name, s.nm.UID)}
 	if err := c.Get(ctx, key, &corev1.Secret{}); err == nil || !apierrors.IsNotFound(err) {
 		if err == nil {
-			conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+			conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.SecretCreatedReason})
 		}
 		return err
 	}
@@ -340,7 +340,7 @@ func (r *NestMachineReconciler) ensureHostData(ctx context.Context, s *machineSc
 	if err := c.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating the data Secret %s in Infra cluster %s: %w", key, s.infraName, err)
 	}
-	conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+	conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.SecretCreatedReason})
 	return nil
 }
 

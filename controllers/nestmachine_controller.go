@@ -513,7 +513,7 @@ func summarizeMachine(nm *infrav1.NestMachine) {
 		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionTrue, Reason: c.Reason})
 	case c == nil:
 		nm.Status.Phase = infrav1.NestMachinePhasePending
-		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "Pending"})
+		conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.PendingReason})
 	default:
 		nm.Status.Phase = infrav1.NestMachinePhasePending
 		if nm.Status.Remote != nil {

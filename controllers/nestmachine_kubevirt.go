@@ -296,7 +296,7 @@ func (r *NestMachineReconciler) ensureBootstrapSecret(ctx context.Context, s *ma
 	}
 	switch {
 	case err == nil:
-		conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+		conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.SecretCreatedReason})
 		return nil
 	case apierrors.IsNotFound(err):
 		return nil
@@ -314,7 +314,7 @@ func (r *NestMachineReconciler) createBootstrapSecretWithData(ctx context.Contex
 	if err := s.conn.Client().Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating the bootstrap Secret %s/%s in Infra cluster %s: %w", secret.Namespace, secret.Name, s.infraName, err)
 	}
-	conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: "SecretCreated"})
+	conditions.Set(s.nm, metav1.Condition{Type: infrav1.BootstrapReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.SecretCreatedReason})
 	return nil
 }
 

@@ -279,13 +279,14 @@ func TestPausedClusterCreatesNothingUntilUnpaused(t *testing.T) {
 		g.Expect(conditions.IsTrue(nm, clusterv1.PausedCondition)).To(BeTrue(), "conditions: %+v", nm.Status.Conditions)
 		g.Expect(conditions.GetMessage(nm, clusterv1.PausedCondition)).To(Equal("Cluster spec.paused is set to true"))
 	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
-	// The Paused condition was written by the reconcile that saw the NestMachine; give a wrongly
-	// unpaused reconcile time to create the VM before checking it did not.
-	time.Sleep(time.Second)
+	// The Paused condition was written by the reconcile that saw the NestMachine; a wrongly unpaused
+	// reconcile would create the VM within the window.
 	ns := tenantNamespace(nc)
-	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
-	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no VM while the Cluster is paused, got %v", err)
-	g.Expect(get(g, nm).(*infrav1.NestMachine).Finalizers).To(BeEmpty(), "nothing done while paused, not even the finalizer")
+	g.Consistently(func(g Gomega) {
+		err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no VM while the Cluster is paused, got %v", err)
+		g.Expect(get(g, nm).(*infrav1.NestMachine).Finalizers).To(BeEmpty(), "nothing done while paused, not even the finalizer")
+	}, 3*time.Second, 250*time.Millisecond).Should(Succeed())
 
 	before = cluster.DeepCopy()
 	cluster.Spec.Paused = nil

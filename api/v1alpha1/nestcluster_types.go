@@ -28,6 +28,24 @@ const (
 	NamespaceNotAllowedReason = "NamespaceNotAllowed"
 	// InfraClusterNotReadyReason: a listed InfraCluster is not Ready.
 	InfraClusterNotReadyReason = "InfraClusterNotReady"
+	// AllUsableReason: every listed Infra cluster is usable.
+	AllUsableReason = "AllUsable"
+	// EndpointProvidedReason: spec.controlPlaneEndpoint was given.
+	EndpointProvidedReason = "Provided"
+	// ServiceReadyReason and ServiceFailedReason: the control-plane Service has an address, or could
+	// not be made.
+	ServiceReadyReason  = "ServiceReady"
+	ServiceFailedReason = "ServiceFailed"
+	// ProvisionedReason and NotProvisionedReason summarise a NestCluster on Ready.
+	ProvisionedReason    = "Provisioned"
+	NotProvisionedReason = "NotProvisioned"
+	// BalancedReason and UnbalancedReason are ControlPlaneBalanced's.
+	BalancedReason   = "Balanced"
+	UnbalancedReason = "Unbalanced"
+	// ThreeOrMoreInfraClustersReason and OneInfraClusterReason are InfraClusterLossTolerated's, with
+	// TwoInfraClustersReason.
+	ThreeOrMoreInfraClustersReason = "ThreeOrMoreInfraClusters"
+	OneInfraClusterReason          = "OneInfraCluster"
 	// TwoInfraClustersReason: exactly two Infra clusters take control-plane machines.
 	TwoInfraClustersReason = "TwoInfraClusters"
 	// TwoInfraClustersMessage says why two Infra clusters are not highly available.

@@ -49,6 +49,10 @@ const (
 	// HandedOverReason: the machine was moved away by clusterctl move; what it made in the Infra
 	// cluster was left running for the management cluster it moved to.
 	HandedOverReason = "HandedOver"
+	// SecretCreatedReason: the bootstrap (or host data) Secret is in the Infra cluster.
+	SecretCreatedReason = "SecretCreated"
+	// PendingReason: the NestMachine has not started provisioning yet.
+	PendingReason = "Pending"
 	// ControlPlaneUnbalancedReason: creating this control-plane machine's VM now would put more
 	// control-plane VMs in its Infra cluster than the spread rule allows; it waits for balance.
 	ControlPlaneUnbalancedReason = "ControlPlaneUnbalanced"
