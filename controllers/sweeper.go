@@ -178,25 +178,21 @@ func (sw *sweeper) sweep(ctx context.Context, conn *infra.Connection, ic *infrav
 func (sw *sweeper) mine(ctx context.Context, conn *infra.Connection) ([]client.Object, error) {
 	c := conn.Client()
 	selector := client.MatchingLabels{infrav1.ManagedByLabel: infrav1.ManagedByValue, infrav1.ManagementClusterLabel: string(sw.id)}
-	lists := map[client.ObjectList]func(client.ObjectList) []client.Object{
-		&corev1.SecretList{}:    func(l client.ObjectList) []client.Object { return ptrs(l.(*corev1.SecretList).Items) },
-		&corev1.ServiceList{}:   func(l client.ObjectList) []client.Object { return ptrs(l.(*corev1.ServiceList).Items) },
-		&corev1.NamespaceList{}: func(l client.ObjectList) []client.Object { return ptrs(l.(*corev1.NamespaceList).Items) },
-	}
+	lists := []client.ObjectList{&corev1.SecretList{}, &corev1.ServiceList{}, &corev1.NamespaceList{}}
 	if conn.Serves(kubevirtv1.GroupVersion.Group) {
-		lists[&kubevirtv1.VirtualMachineList{}] = func(l client.ObjectList) []client.Object { return ptrs(l.(*kubevirtv1.VirtualMachineList).Items) }
+		lists = append(lists, &kubevirtv1.VirtualMachineList{})
 	}
 	if conn.Serves(bmov1alpha1.GroupVersion.Group) {
-		lists[&bmov1alpha1.BareMetalHostList{}] = func(l client.ObjectList) []client.Object { return ptrs(l.(*bmov1alpha1.BareMetalHostList).Items) }
+		lists = append(lists, &bmov1alpha1.BareMetalHostList{})
 	}
 	var objs []client.Object
 	var errs []error
-	for l, items := range lists {
+	for _, l := range lists {
 		if err := c.List(ctx, l, selector); err != nil {
 			errs = append(errs, fmt.Errorf("listing %T in Infra cluster %s: %w", l, conn.Name, err))
 			continue
 		}
-		objs = append(objs, items(l)...)
+		objs = append(objs, itemsOf(l)...)
 	}
 	// Namespaces last: a namespace goes only once what is in it has.
 	slices.SortStableFunc(objs, func(a, b client.Object) int {
