@@ -65,6 +65,7 @@ type ControlPlaneServiceType string
 
 // NestClusterSpec is the tenant cluster's infrastructure.
 // +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || self.infraClusters.exists(i, i.name == self.controlPlaneService.infraCluster)",message="controlPlaneService.infraCluster must be one of spec.infraClusters"
+// +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || !has(self.openshiftEndpoints)",message="give controlPlaneService or openshiftEndpoints, not both: openshiftEndpoints publishes the API Service itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || self.infraClusters.filter(i, !has(i.controlPlane) || i.controlPlane).size() == 1",message="controlPlaneService needs exactly one Infra cluster in spec.infraClusters with controlPlane true; with several, give spec.controlPlaneEndpoint (a VIP or load balancer in front of all of them)"
 type NestClusterSpec struct {
 	// infraClusters this tenant may use; each is one failure domain.
@@ -88,6 +89,80 @@ type NestClusterSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="controlPlaneService is immutable"
 	ControlPlaneService *ControlPlaneService `json:"controlPlaneService,omitempty"`
+
+	// openshiftEndpoints asks the provider to publish what an OpenShift cluster needs, in every Infra
+	// cluster that hosts this tenant's machines: the API and machine-config server (6443, 22623) in
+	// front of the control-plane VMs, and ingress (80, 443) in front of the worker VMs (or the
+	// control-plane VMs where that Infra cluster runs no worker VM). Every address is reported in
+	// status.endpoints. Where exactly one Infra cluster takes control-plane machines, the
+	// control-plane endpoint is taken from its API Service.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="openshiftEndpoints is immutable"
+	OpenShiftEndpoints *OpenShiftEndpoints `json:"openshiftEndpoints,omitempty"`
+}
+
+// OpenShiftEndpoints configures the Services the provider publishes for an OpenShift tenant.
+type OpenShiftEndpoints struct {
+	// type of the Services. The address is the cluster IP, the first node address (with node ports),
+	// or the load balancer address.
+	// +optional
+	// +kubebuilder:default=LoadBalancer
+	Type ControlPlaneServiceType `json:"type,omitempty"`
+
+	// ingress publishes the ingress Service (ports 80 and 443). Defaults to true.
+	// +optional
+	Ingress *bool `json:"ingress,omitempty"`
+}
+
+// EndpointRole is what a published Service serves.
+// +kubebuilder:validation:Enum=API;Ingress
+type EndpointRole string
+
+const (
+	// EndpointAPI fronts the API server (6443) and the machine-config server (22623).
+	EndpointAPI EndpointRole = "API"
+	// EndpointIngress fronts the ingress routers (80, 443).
+	EndpointIngress EndpointRole = "Ingress"
+)
+
+// PublishedEndpoint is one Service the provider published for the tenant.
+type PublishedEndpoint struct {
+	// infraCluster whose Service this is.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	InfraCluster string `json:"infraCluster"`
+	// role of the Service.
+	// +required
+	Role EndpointRole `json:"role"`
+	// service is the Service's namespace/name in that Infra cluster.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Service string `json:"service,omitempty"`
+	// host is the Service's address; empty until it has one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Host string `json:"host,omitempty"`
+	// ports the Service exposes at host (node ports for type NodePort), by name.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=4
+	Ports []EndpointPort `json:"ports,omitempty"`
+}
+
+// EndpointPort is one port of a published endpoint.
+type EndpointPort struct {
+	// name of the port: api, machine-config, http or https.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// port at the endpoint's host.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
 }
 
 // InfraClusterUse is one Infra cluster a tenant may use.
@@ -151,6 +226,14 @@ type NestClusterStatus struct {
 	// one machine per Infra cluster.
 	// +optional
 	LastControlPlaneRestore *metav1.Time `json:"lastControlPlaneRestore,omitempty"`
+
+	// endpoints the provider published for spec.openshiftEndpoints, one per Infra cluster and role.
+	// +optional
+	// +listType=map
+	// +listMapKey=infraCluster
+	// +listMapKey=role
+	// +kubebuilder:validation:MaxItems=32
+	Endpoints []PublishedEndpoint `json:"endpoints,omitempty"`
 
 	// conditions: InfraClustersReady, ControlPlaneEndpointReady, ControlPlaneBalanced, Paused and the
 	// summary Ready.
