@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -89,6 +88,8 @@ func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 			builder.WithPredicates(infraClusterHealthChanged())).
 		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(r.clusterObjectToNestCluster),
 			builder.WithPredicates(isControlPlaneMachine())).
+		Watches(&clusterv1.Machine{}, handler.EnqueueRequestsFromMapFunc(r.workerMachineToOpenShiftCluster),
+			builder.WithPredicates(workerMachineCreatedOrDeleted())).
 		Watches(&controlplanev1.KubeadmControlPlane{}, handler.EnqueueRequestsFromMapFunc(r.clusterObjectToNestCluster)).
 		WatchesRawSource(remote).
 		WithOptions(opts).
@@ -150,6 +151,34 @@ func isControlPlaneMachine() predicate.Funcs {
 		_, ok := o.GetLabels()[clusterv1.MachineControlPlaneLabel]
 		return ok
 	})
+}
+
+// workerMachineCreatedOrDeleted passes the creation and deletion of worker Machines: the first worker
+// moves an OpenShift tenant's ingress from its control plane to its workers, the last moves it back.
+func workerMachineCreatedOrDeleted() predicate.Funcs {
+	worker := func(o client.Object) bool {
+		_, cp := o.GetLabels()[clusterv1.MachineControlPlaneLabel]
+		return !cp
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return worker(e.Object) },
+		DeleteFunc: func(e event.DeleteEvent) bool { return worker(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return worker(e.ObjectNew) && e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
+// workerMachineToOpenShiftCluster maps a worker Machine to its NestCluster when that publishes
+// OpenShift endpoints (the others do not care about workers).
+func (r *NestClusterReconciler) workerMachineToOpenShiftCluster(ctx context.Context, o client.Object) []reconcile.Request {
+	reqs := r.clusterObjectToNestCluster(ctx, o)
+	nc := &infrav1.NestCluster{}
+	if len(reqs) == 0 || r.Client.Get(ctx, reqs[0].NamespacedName, nc) != nil || nc.Spec.OpenShiftEndpoints == nil {
+		return nil
+	}
+	return reqs
 }
 
 // Reconcile brings one NestCluster to its desired state.
@@ -413,137 +442,6 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-func endpointReady(cluster *clusterv1.Cluster, nc *infrav1.NestCluster) bool {
-	return nc.Spec.ControlPlaneEndpoint.IsValid() || (nc.Spec.ControlPlaneService == nil && cluster.Spec.ControlPlaneEndpoint.IsValid())
-}
-
-// reconcileEndpoint provides the control-plane endpoint: the one the user gave, or the address of a
-// Service in the one Infra cluster that hosts the control plane.
-func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster, uses []*infraUse) error {
-	svcSpec := nc.Spec.ControlPlaneService
-	if svcSpec == nil {
-		if endpointReady(cluster, nc) {
-			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.EndpointProvidedReason})
-			return nil
-		}
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
-			Message: "set spec.controlPlaneEndpoint (a VIP or load balancer in front of the control-plane VMs) or spec.controlPlaneService"})
-		return nil
-	}
-	var host *infraUse
-	for _, u := range uses {
-		if u.use.Name == svcSpec.InfraCluster {
-			host = u
-		}
-	}
-	if host == nil || !host.usable {
-		if !nc.Spec.ControlPlaneEndpoint.IsValid() {
-			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterNotReadyReason,
-				Message: fmt.Sprintf("waiting for Infra cluster %s to create the control-plane Service", svcSpec.InfraCluster)})
-		}
-		return nil
-	}
-	endpoint, err := ensureControlPlaneService(ctx, host.conn, r.Identity, host.namespace, cluster, nc)
-	if err != nil {
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.ServiceFailedReason, Message: err.Error()})
-		return err
-	}
-	if !endpoint.IsValid() {
-		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
-			Message: fmt.Sprintf("waiting for the %s Service in Infra cluster %s to get an address", svcSpec.Type, svcSpec.InfraCluster)})
-		return nil
-	}
-	if !nc.Spec.ControlPlaneEndpoint.IsValid() {
-		nc.Spec.ControlPlaneEndpoint = endpoint
-	}
-	conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.ServiceReadyReason,
-		Message: fmt.Sprintf("%s Service in Infra cluster %s", svcSpec.Type, svcSpec.InfraCluster)})
-	return nil
-}
-
-// controlPlaneServiceName is the name of the Service in front of a tenant's control-plane VMs.
-func controlPlaneServiceName(cluster *clusterv1.Cluster) string {
-	return ownership.ShortName(cluster.Name+"-control-plane", 63)
-}
-
-func ensureControlPlaneService(ctx context.Context, conn *infra.Connection, id ownership.Identity, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (clusterv1.APIEndpoint, error) {
-	spec := nc.Spec.ControlPlaneService
-	svc := &corev1.Service{}
-	key := client.ObjectKey{Namespace: namespace, Name: controlPlaneServiceName(cluster)}
-	err := conn.Client().Get(ctx, key, svc)
-	if apierrors.IsNotFound(err) {
-		svc = &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: tenantLabels(id, cluster, nc), Annotations: ownership.Annotations(ownership.Cluster(nc))},
-			Spec: corev1.ServiceSpec{
-				Type: corev1.ServiceType(spec.Type),
-				Selector: map[string]string{
-					clusterv1.ClusterNameLabel: cluster.Name,
-					"cluster.x-k8s.io/role":    "control-plane",
-				},
-				Ports: []corev1.ServicePort{{Name: "kube-apiserver", Protocol: corev1.ProtocolTCP, Port: spec.Port, TargetPort: intstr.FromInt32(6443)}},
-			},
-		}
-		if err := conn.Client().Create(ctx, svc); err != nil && !apierrors.IsAlreadyExists(err) {
-			return clusterv1.APIEndpoint{}, fmt.Errorf("creating Service %s in Infra cluster %s: %w", key, conn.Name, err)
-		}
-		ctrl.LoggerFrom(ctx).Info("Created the control-plane Service", "infraCluster", conn.Name, "service", key.String())
-		return clusterv1.APIEndpoint{}, nil
-	}
-	if err != nil {
-		return clusterv1.APIEndpoint{}, fmt.Errorf("reading Service %s in Infra cluster %s: %w", key, conn.Name, err)
-	}
-	if err := adoptTenantObject(ctx, conn, id, nc, svc); err != nil {
-		return clusterv1.APIEndpoint{}, err
-	}
-	switch svc.Spec.Type {
-	case corev1.ServiceTypeLoadBalancer:
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ing.IP != "" {
-				return clusterv1.APIEndpoint{Host: ing.IP, Port: spec.Port}, nil
-			}
-			if ing.Hostname != "" {
-				return clusterv1.APIEndpoint{Host: ing.Hostname, Port: spec.Port}, nil
-			}
-		}
-		return clusterv1.APIEndpoint{}, nil
-	case corev1.ServiceTypeNodePort:
-		if len(svc.Spec.Ports) == 0 || svc.Spec.Ports[0].NodePort == 0 {
-			return clusterv1.APIEndpoint{}, nil
-		}
-		addr, err := firstNodeAddress(ctx, conn)
-		if err != nil || addr == "" {
-			return clusterv1.APIEndpoint{}, err
-		}
-		return clusterv1.APIEndpoint{Host: addr, Port: svc.Spec.Ports[0].NodePort}, nil
-	default:
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			return clusterv1.APIEndpoint{}, nil
-		}
-		return clusterv1.APIEndpoint{Host: svc.Spec.ClusterIP, Port: spec.Port}, nil
-	}
-}
-
-// firstNodeAddress is the InternalIP of the first (by name) schedulable node: a NodePort answers on
-// every node, so any stable choice works.
-func firstNodeAddress(ctx context.Context, conn *infra.Connection) (string, error) {
-	nodes := &corev1.NodeList{}
-	if err := conn.Client().List(ctx, nodes); err != nil {
-		return "", fmt.Errorf("listing nodes of Infra cluster %s: %w", conn.Name, err)
-	}
-	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
-	for _, n := range nodes.Items {
-		if n.Spec.Unschedulable {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				return a.Address, nil
-			}
-		}
-	}
-	return "", nil
-}
-
 func setNestClusterReady(nc *infrav1.NestCluster) {
 	switch {
 	case !ptr.Deref(nc.Status.Initialization.Provisioned, false):
@@ -622,18 +520,21 @@ func minPositive(a, b time.Duration) time.Duration {
 	return a
 }
 
-// deleteTenantObjects deletes the control-plane Service and, when no machine objects remain in it,
+// deleteTenantObjects deletes the NestCluster's Services and, when no machine objects remain in it,
 // the tenant namespace. It reports whether nothing is left to wait for. A namespace that is
 // terminating counts as gone: the Infra cluster's namespace controller finishes it.
 func deleteTenantObjects(ctx context.Context, conn *infra.Connection, id ownership.Identity, namespace string, cluster *clusterv1.Cluster, nc *infrav1.NestCluster) (bool, error) {
 	c := conn.Client()
 	owner := ownership.Cluster(nc)
-	svc := &corev1.Service{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: controlPlaneServiceName(cluster)}, svc)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return false, err
+	services := &corev1.ServiceList{}
+	if err := c.List(ctx, services, client.InNamespace(namespace)); err != nil {
+		return false, fmt.Errorf("listing Services in namespace %s of Infra cluster %s: %w", namespace, conn.Name, err)
 	}
-	if err == nil {
+	for i := range services.Items {
+		svc := &services.Items[i]
+		if o, ok := ownership.OwnerOf(svc); !ok || !o.Same(owner) {
+			continue
+		}
 		if verdict, _ := ownership.Claim(id, owner, false, svc); verdict == ownership.Ours || verdict == ownership.Adopt {
 			if err := c.Delete(ctx, svc); err != nil && !apierrors.IsNotFound(err) {
 				return false, fmt.Errorf("deleting Service %s in Infra cluster %s: %w", client.ObjectKeyFromObject(svc), conn.Name, err)

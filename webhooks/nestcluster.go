@@ -56,7 +56,7 @@ func (w *NestCluster) ValidateCreate(ctx context.Context, c *infrav1.NestCluster
 
 // ValidateUpdate lets Infra clusters be added and removed — an added one must exist and admit the
 // namespace; one that stopped admitting it since is the NestCluster controller's to report, not a
-// reason to refuse unrelated changes — and keeps controlPlaneService as it was created. A
+// reason to refuse unrelated changes — keeps controlPlaneService as it was created, and keeps openshiftEndpoints once set. A
 // NestCluster being deleted passes, so its finalizer can go whatever happened to its InfraClusters.
 func (w *NestCluster) ValidateUpdate(ctx context.Context, oldC, newC *infrav1.NestCluster) (admission.Warnings, error) {
 	if newC.DeletionTimestamp != nil {
@@ -67,6 +67,10 @@ func (w *NestCluster) ValidateUpdate(ctx context.Context, oldC, newC *infrav1.Ne
 	if (oldC.Spec.ControlPlaneService == nil) != (newC.Spec.ControlPlaneService == nil) {
 		errs = append(errs, field.Forbidden(path.Child("controlPlaneService"),
 			"controlPlaneService is immutable: it can be neither added nor removed after creation, because the control-plane endpoint is derived from it"))
+	}
+	if oldC.Spec.OpenShiftEndpoints != nil && newC.Spec.OpenShiftEndpoints == nil {
+		errs = append(errs, field.Forbidden(path.Child("openshiftEndpoints"),
+			"openshiftEndpoints cannot be removed once set: DNS records and the control-plane endpoint point at the Services it publishes"))
 	}
 	added := map[string]bool{}
 	for _, use := range newC.Spec.InfraClusters {
@@ -214,8 +218,8 @@ func nestClusterWarnings(spec *infrav1.NestClusterSpec) admission.Warnings {
 		warnings = append(warnings, "no Infra cluster in spec.infraClusters takes control-plane machines (all have controlPlane false): a control plane of NestMachines cannot be placed")
 	case controlPlanes > 1 && spec.ControlPlaneEndpoint.Host == "":
 		warnings = append(warnings, fmt.Sprintf("%d Infra clusters take control-plane machines but spec.controlPlaneEndpoint is not set: give a VIP or load balancer in front of all of them", controlPlanes))
-	case spec.ControlPlaneEndpoint.Host == "" && spec.ControlPlaneService == nil:
-		warnings = append(warnings, "neither spec.controlPlaneEndpoint nor spec.controlPlaneService is set: the cluster waits until an endpoint is given")
+	case spec.ControlPlaneEndpoint.Host == "" && spec.ControlPlaneService == nil && spec.OpenShiftEndpoints == nil:
+		warnings = append(warnings, "none of spec.controlPlaneEndpoint, spec.controlPlaneService and spec.openshiftEndpoints is set: the cluster waits until an endpoint is given")
 	}
 	return warnings
 }
