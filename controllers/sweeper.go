@@ -71,29 +71,6 @@ func recordOrphan(ctx context.Context, c client.Client, ic *infrav1.InfraCluster
 	})
 }
 
-// tenantNamespaceEmpty reports whether no machine object of ours (VM, DataVolume, Secret) is left in
-// the tenant namespace.
-func tenantNamespaceEmpty(ctx context.Context, conn *infra.Connection, namespace string) (bool, error) {
-	c := conn.Client()
-	managed := client.MatchingLabels{infrav1.ManagedByLabel: infrav1.ManagedByValue}
-	lists := []client.ObjectList{&corev1.SecretList{}}
-	if conn.Serves(kubevirtv1.GroupVersion.Group) {
-		lists = append(lists, &kubevirtv1.VirtualMachineList{})
-	}
-	if conn.Serves(cdiv1beta1.SchemeGroupVersion.Group) {
-		lists = append(lists, &cdiv1beta1.DataVolumeList{})
-	}
-	for _, l := range lists {
-		if err := c.List(ctx, l, client.InNamespace(namespace), managed); err != nil {
-			return false, fmt.Errorf("listing %T in namespace %s of Infra cluster %s: %w", l, namespace, conn.Name, err)
-		}
-		if n, _ := itemCount(l); n > 0 {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
 func itemCount(l client.ObjectList) (int, error) {
 	switch l := l.(type) {
 	case *corev1.SecretList:
