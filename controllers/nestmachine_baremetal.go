@@ -329,7 +329,8 @@ func (r *NestMachineReconciler) ensureHostData(ctx context.Context, s *machineSc
 	if err != nil {
 		return err
 	}
-	if err := checkBootstrapData(userData, format); err != nil {
+	// The host's Node is named by its operator's network (its inspected hostname): no hostname added.
+	if userData, err = prepareBootstrapData(userData, format, ""); err != nil {
 		return &waitError{reason: infrav1.InvalidBootstrapDataReason, message: err.Error()}
 	}
 	networkData, err := r.networkData(ctx, s)

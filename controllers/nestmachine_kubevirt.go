@@ -211,17 +211,34 @@ func (r *NestMachineReconciler) unbalancingControlPlane(ctx context.Context, s *
 // invalidBootstrapDataRetry is how often a machine whose bootstrap data is invalid looks again.
 const invalidBootstrapDataRetry = time.Minute
 
-// checkBootstrapData validates bootstrap data of format "ignition" with the Ignition libraries before
-// any VM or host is made from it. The error never quotes the data.
-func checkBootstrapData(data []byte, format string) error {
+// prepareBootstrapData validates bootstrap data of format "ignition" with the Ignition libraries
+// before any VM or host is made from it and, given a hostname, merges a file that sets it (as
+// Ignition, in the config's own spec version), so that the guest's Node is named as the provider
+// expects whatever its DHCP says. A config that already writes /etc/hostname, or replaces itself with
+// a remote one, keeps its own. Other formats pass unchanged. The error never quotes the data.
+func prepareBootstrapData(data []byte, format, hostname string) ([]byte, error) {
 	if format != kubevirt.FormatIgnition {
-		return nil
+		return data, nil
 	}
 	if _, err := ignition.Validate(data); err != nil {
-		return fmt.Errorf("the bootstrap data (format ignition) is not a valid Ignition config: %w", err)
+		return nil, fmt.Errorf("the bootstrap data (format ignition) is not a valid Ignition config: %w", err)
 	}
-	return nil
+	if hostname == "" {
+		return data, nil
+	}
+	out, _, err := ignition.SetHostname(data, hostname)
+	switch {
+	case errors.Is(err, ignition.ErrReplaced):
+		return data, nil
+	case err != nil:
+		return nil, fmt.Errorf("setting the hostname %s in the Ignition config: %w", hostname, err)
+	}
+	return out, nil
 }
+
+// vmHostname is the hostname a VM's guest gets: the one KubeVirt also writes into its config drive's
+// metadata (local_hostname), and the Node name setTenantNodeProviderID looks for.
+func vmHostname(vmName string) string { return ignition.ConfigDriveHostname(vmName, "") }
 
 // createVM renders and creates the VM and its bootstrap Secret. It returns nil (and no error) when
 // it has to wait: the condition says for what.
@@ -238,7 +255,8 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 		}
 		return nil, ctrl.Result{}, err
 	}
-	if err := checkBootstrapData(data, format); err != nil {
+	data, err = prepareBootstrapData(data, format, vmHostname(kubevirt.VMName(nm)))
+	if err != nil {
 		// Invalid data would make a VM that never joins: nothing is created until the bootstrap
 		// provider (or whoever wrote the Secret) fixes it; the Secret's update does not wake this
 		// machine, the Machine's or a resync does.
@@ -287,9 +305,12 @@ func (r *NestMachineReconciler) ensureBootstrapSecret(ctx context.Context, s *ma
 		err = s.conn.Uncached.Get(ctx, key, &corev1.Secret{})
 		if apierrors.IsNotFound(err) {
 			// Created the VM but not its Secret (a restart in between): make it now.
-			data, _, err := r.bootstrapData(ctx, s)
+			data, format, err := r.bootstrapData(ctx, s)
 			if err != nil {
 				return err
+			}
+			if data, err = prepareBootstrapData(data, format, vmHostname(vm.Name)); err != nil {
+				return &waitError{reason: infrav1.InvalidBootstrapDataReason, message: err.Error()}
 			}
 			return r.createBootstrapSecretWithData(ctx, s, in, vm, data)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	ignitionv34 "github.com/coreos/ignition/v2/config/v3_4"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -120,6 +121,16 @@ func TestIgnitionUsesAConfigDriveAndTheSecretGoesWithTheVM(t *testing.T) {
 	}
 	g.Expect(configDrive).To(BeTrue(), "ignition is read from a config drive")
 	g.Expect(noCloud).To(BeFalse())
+
+	// The provider merged the hostname the Node must have (the VM's name) into the config, as Ignition.
+	secret := &corev1.Secret{}
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.BootstrapSecretName(name)}, secret)).To(Succeed())
+	cfg, rpt, err := ignitionv34.ParseCompatibleVersion(secret.Data[kubevirt.UserDataKey])
+	g.Expect(err).NotTo(HaveOccurred(), rpt.String())
+	g.Expect(cfg.Passwd.Users).To(HaveLen(1), "the user's config is kept")
+	g.Expect(cfg.Storage.Files).To(HaveLen(1))
+	g.Expect(cfg.Storage.Files[0].Path).To(Equal("/etc/hostname"))
+	g.Expect(ptr.Deref(cfg.Storage.Files[0].Contents.Source, "")).To(Equal("data:," + name + "%0A"))
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
