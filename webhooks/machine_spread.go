@@ -272,8 +272,13 @@ func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spr
 	for _, fd := range nc.Status.FailureDomains {
 		healthy[fd.Name] = ptr.Deref(fd.ControlPlane, false)
 	}
+	// A NestCluster its controller has not reported on yet (status.infraClusters empty: it was just
+	// created, as when a flavor of plain control-plane Machines is applied in one go) is placed by its
+	// spec: every Infra cluster is taken to be healthy. The spread still holds; a machine placed in an
+	// Infra cluster that turns out unusable waits in the NestMachine controller until it is.
+	reported := len(nc.Status.InfraClusters) > 0
 	for _, use := range nc.Spec.InfraClusters {
-		in.Domains = append(in.Domains, placement.Domain{Name: use.Name, ControlPlane: ptr.Deref(use.ControlPlane, true), Healthy: healthy[use.Name]})
+		in.Domains = append(in.Domains, placement.Domain{Name: use.Name, ControlPlane: ptr.Deref(use.ControlPlane, true), Healthy: healthy[use.Name] || !reported})
 	}
 
 	machines := &clusterv1.MachineList{}

@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -72,9 +73,13 @@ func (tn *tenant) infra(letter string) string {
 // as the NestCluster controller does for the healthy ones.
 func (tn *tenant) setHealthy(letters ...string) {
 	tn.t.Helper()
-	tn.nc.Status.FailureDomains = nil
+	tn.nc.Status.FailureDomains, tn.nc.Status.InfraClusters = nil, nil
 	for _, l := range letters {
 		tn.nc.Status.FailureDomains = append(tn.nc.Status.FailureDomains, clusterv1.FailureDomain{Name: tn.infra(l), ControlPlane: ptr.To(true)})
+	}
+	for _, use := range tn.nc.Spec.InfraClusters {
+		tn.nc.Status.InfraClusters = append(tn.nc.Status.InfraClusters, infrav1.InfraClusterUseStatus{Name: use.Name,
+			Usable: slices.ContainsFunc(tn.nc.Status.FailureDomains, func(fd clusterv1.FailureDomain) bool { return fd.Name == use.Name })})
 	}
 	NewWithT(tn.t).Expect(k8sClient.Status().Update(context.Background(), tn.nc)).To(Succeed())
 	waitCached(tn.t, tn.nc)
@@ -264,6 +269,26 @@ func TestControlPlaneSpreadRejectsUnknownAndWorkerOnlyInfraClusters(t *testing.T
 	for reason, n := range before {
 		g.Expect(spreadRejections(reason)).To(BeNumerically(">=", n+1), "capnest_controlplane_spread_rejections_total{reason=%q}", reason)
 	}
+}
+
+// A flavor of plain control-plane Machines (OpenShift's installer ignition) is applied in one go:
+// its Machines reach the webhook before the NestCluster controller has reported which Infra clusters
+// are healthy. They are placed by the NestCluster's spec, still one per Infra cluster.
+func TestControlPlaneMachinesBeforeTheNestClusterReportsArePlacedBySpec(t *testing.T) {
+	g := NewWithT(t)
+	tn := newTenant(t)
+	tn.nc.Status = infrav1.NestClusterStatus{}
+	g.Expect(k8sClient.Status().Update(context.Background(), tn.nc)).To(Succeed())
+	waitCached(t, tn.nc)
+
+	g.Expect(tn.create(tn.controlPlaneMachine("master-0", tn.infra("a")))).To(Succeed())
+	g.Expect(tn.create(tn.controlPlaneMachine("master-1", tn.infra("b")))).To(Succeed())
+	err := tn.create(tn.controlPlaneMachine("master-2", tn.infra("a")))
+	expectInvalid(g, err, "spec.failureDomain", "would unbalance the control plane")
+	g.Expect(tn.create(tn.controlPlaneMachine("master-2", tn.infra("c")))).To(Succeed())
+	bootstrap := tn.controlPlaneMachine("bootstrap", "")
+	g.Expect(tn.create(bootstrap)).To(Succeed())
+	g.Expect(bootstrap.Spec.FailureDomain).To(Equal(tn.infra("a")), "no failure domain: the least-loaded by spec, first by name")
 }
 
 // spreadRejections reads capnest_controlplane_spread_rejections_total of a reason from the registry

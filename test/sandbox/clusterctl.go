@@ -36,7 +36,7 @@ func (s *Sandbox) generate(ctx context.Context, t *Tenant) ([]*unstructured.Unst
 		return nil, err
 	}
 	workers := t.Workers
-	if t.Flavor == FlavorHA {
+	if t.Flavor.spreadsWorkers() {
 		// One MachineDeployment per Infra cluster, each with --worker-machine-count replicas: the
 		// total is spread over them after generation.
 		workers = 0
@@ -89,7 +89,7 @@ func (s *Sandbox) generate(ctx context.Context, t *Tenant) ([]*unstructured.Unst
 }
 
 // adapt makes the sandbox's changes to the generated objects: the KubeadmControlPlane uses the
-// tenant API server's etcd as an external etcd, and FlavorHA's workers are spread over its
+// tenant API server's etcd as an external etcd, and the HA flavors' workers are spread over their
 // MachineDeployments.
 func (t *Tenant) adapt(objs []*unstructured.Unstructured) error {
 	var mds []*unstructured.Unstructured
@@ -103,11 +103,11 @@ func (t *Tenant) adapt(objs []*unstructured.Unstructured) error {
 			mds = append(mds, o)
 		}
 	}
-	if t.Flavor != FlavorHA {
+	if !t.Flavor.spreadsWorkers() {
 		return nil
 	}
 	if len(mds) == 0 {
-		return errors.New("the ha flavor generated no MachineDeployment")
+		return fmt.Errorf("the %s flavor generated no MachineDeployment", t.Flavor)
 	}
 	for i, md := range mds {
 		replicas := t.Workers / len(mds)

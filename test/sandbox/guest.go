@@ -59,6 +59,9 @@ type guest struct {
 	// placements by <infra>/<namespace>/<name> of the VM (or host) in the Infra cluster.
 	placements map[string]machinePlacement
 	onChange   func()
+	// mgmt is a client of the (current) management cluster, which the sandbox's DNS reads (OpenShift
+	// guests).
+	mgmt func() client.Client
 }
 
 func newGuest() *guest {
@@ -186,8 +189,14 @@ func (g *guest) vmiBooted(ctx context.Context, in *Infra, v *vmi) error {
 	if len(v.Status.Interfaces) > 0 {
 		ip = v.Status.Interfaces[0].IP
 	}
+	node := nodes.ForVMI(v, nodes.TenantOptions{KubeletVersion: t.KubernetesVersion})
+	if t.Flavor.OpenShift() {
+		if node.Name, err = t.rhcosBoot(ctx, g.mgmt(), v, userData); err != nil {
+			return err
+		}
+	}
 	return g.boot(ctx, in, bootedMachine{
-		obj: v, node: nodes.ForVMI(v, nodes.TenantOptions{KubeletVersion: t.KubernetesVersion}),
+		obj: v, node: node,
 		controlPlane: v.Labels[kubevirt.RoleLabel] == kubevirt.RoleControlPlane, userData: userData,
 		infraNode: v.Status.NodeName, ip: ip,
 	})

@@ -77,7 +77,7 @@ func (s *Sandbox) startInfra(ctx context.Context, i int, env *envtest.Environmen
 		return nil, fmt.Errorf("starting the KubeVirt simulator of %s: %w", in.Name, err)
 	}
 	in.nsDone = make(chan error, 1)
-	if err := runNamespaceController(simCtx, env.Config, in.nsDone); err != nil {
+	if err := runInfraControllers(simCtx, env.Config, i, in.nsDone); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -41,8 +41,10 @@ var namespaceContent = []client.ObjectList{
 	&corev1.PersistentVolumeClaimList{},
 }
 
-// runNamespaceController starts the namespace controller of the Infra cluster at cfg; it stops with ctx.
-func runNamespaceController(ctx context.Context, cfg *rest.Config, done chan<- error) error {
+// runInfraControllers starts, in the infra-th Infra cluster at cfg, what kube-controller-manager and a
+// load-balancer implementation would run there that the sandbox needs: the namespace controller and
+// the load balancer (loadbalancer.go). They stop with ctx.
+func runInfraControllers(ctx context.Context, cfg *rest.Config, infra int, done chan<- error) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
@@ -63,6 +65,9 @@ func runNamespaceController(ctx context.Context, cfg *rest.Config, done chan<- e
 			return !o.GetDeletionTimestamp().IsZero()
 		}))).
 		Complete(r); err != nil {
+		return err
+	}
+	if err := addLoadBalancerController(mgr, infra); err != nil {
 		return err
 	}
 	go func() { done <- mgr.Start(ctx) }()

@@ -24,10 +24,21 @@ const (
 	// FlavorBareMetalWorkers is cluster-template-baremetal-workers.yaml: control-plane VMs and Metal3
 	// bare-metal workers in one Infra cluster.
 	FlavorBareMetalWorkers Flavor = "baremetal-workers"
+	// FlavorOpenShift is cluster-template-openshift.yaml: an OpenShift tenant from installer ignition,
+	// three control-plane VMs (and the temporary bootstrap VM) and worker VMs in one Infra cluster.
+	FlavorOpenShift Flavor = "openshift"
+	// FlavorOpenShiftHA is cluster-template-openshift-ha.yaml: an OpenShift tenant from installer
+	// ignition, one control-plane VM per Infra cluster, one MachineDeployment of worker VMs per Infra
+	// cluster.
+	FlavorOpenShiftHA Flavor = "openshift-ha"
 )
 
 // Flavors lists every flavor, for flag help.
-var Flavors = []Flavor{FlavorHA, FlavorDefault, FlavorBareMetalWorkers}
+var Flavors = []Flavor{FlavorHA, FlavorDefault, FlavorBareMetalWorkers, FlavorOpenShift, FlavorOpenShiftHA}
+
+// spreadsWorkers reports whether the flavor has one MachineDeployment per Infra cluster, over which
+// the sandbox spreads the tenant's workers.
+func (f Flavor) spreadsWorkers() bool { return f == FlavorHA || f == FlavorOpenShiftHA }
 
 // TemplateFile is the clusterctl template of the flavor, relative to the repository root.
 func (f Flavor) TemplateFile() (string, error) {
@@ -38,6 +49,8 @@ func (f Flavor) TemplateFile() (string, error) {
 		return filepath.Join("templates", "cluster-template.yaml"), nil
 	case FlavorBareMetalWorkers:
 		return filepath.Join("templates", "cluster-template-baremetal-workers.yaml"), nil
+	case FlavorOpenShift, FlavorOpenShiftHA:
+		return filepath.Join("templates", "cluster-template-"+string(f)+".yaml"), nil
 	}
 	return "", fmt.Errorf("unknown flavor %q: want one of %v", f, Flavors)
 }
@@ -81,7 +94,8 @@ type TenantOptions struct {
 	Namespace string
 	// Flavor of the template; default FlavorHA.
 	Flavor Flavor
-	// ControlPlanes is the number of control-plane machines; default 3 for FlavorHA, else 1.
+	// ControlPlanes is the number of control-plane machines; default 3 for FlavorHA, else 1. The
+	// OpenShift flavors always have three (and the bootstrap machine).
 	ControlPlanes int
 	// Workers is the number of worker machines in all; FlavorHA spreads them over its three
 	// MachineDeployments (one per Infra cluster).

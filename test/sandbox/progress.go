@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -386,7 +387,9 @@ func (p *progress) tenantReady(key client.ObjectKey) (bool, string) {
 	if c.Status.Phase != string(clusterv1.ClusterPhaseProvisioned) {
 		why = append(why, "Cluster phase "+dash(c.Status.Phase))
 	}
-	if !ptr.Deref(c.Status.Initialization.ControlPlaneInitialized, false) {
+	// A control-plane provider reports status.initialization; a control plane of plain Machines
+	// (installer ignition) has only CAPI's condition, true once one of them has a Node.
+	if !ptr.Deref(c.Status.Initialization.ControlPlaneInitialized, false) && !conditions.IsTrue(c, clusterv1.ClusterControlPlaneInitializedCondition) {
 		why = append(why, "control plane not initialized")
 	}
 	want := 0
@@ -422,6 +425,12 @@ func (p *progress) tenantReady(key client.ObjectKey) (bool, string) {
 	machines := &clusterv1.MachineList{}
 	if err := p.cache.List(ctx, machines, client.InNamespace(key.Namespace), client.MatchingLabels{clusterv1.ClusterNameLabel: key.Name}); err != nil {
 		return false, err.Error()
+	}
+	for _, m := range machines.Items {
+		// A Machine no controller owns (the control plane of installer ignition) wants itself.
+		if metav1.GetControllerOf(&m) == nil {
+			want++
+		}
 	}
 	if len(machines.Items) != want {
 		why = append(why, fmt.Sprintf("%d Machines, want %d", len(machines.Items), want))

@@ -67,6 +67,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, reterr error) {
 		return nil, err
 	}
 	s := &Sandbox{opts: opts, guest: newGuest()}
+	s.guest.mgmt = s.Client
 	defer func() {
 		if r := recover(); r != nil {
 			_ = s.Stop()

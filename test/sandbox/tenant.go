@@ -87,8 +87,9 @@ func (t *Tenant) leave(ctx context.Context, nodeName string) error {
 }
 
 // prepare writes what the tenant's objects need in the management cluster before they are applied:
-// its namespace, the kubeconfig Secret of its API server in CAPI's format, and the certificates of
-// the external etcd its KubeadmControlPlane is configured with.
+// its namespace, the kubeconfig Secret of its API server in CAPI's format, the certificates of the
+// external etcd its KubeadmControlPlane is configured with and, for OpenShift, the installer's
+// ignition Secrets.
 func (t *Tenant) prepare(ctx context.Context, mgmt client.Client) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: t.Namespace}}
 	if err := mgmt.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -119,7 +120,15 @@ func (t *Tenant) prepare(ctx context.Context, mgmt client.Client) error {
 		Type:       clusterv1.ClusterSecretType,
 		Data:       map[string][]byte{"tls.crt": clientCert, "tls.key": clientKey},
 	}
-	for _, s := range []*corev1.Secret{kubeconfig, etcdCA, etcdClient} {
+	secrets := []*corev1.Secret{kubeconfig, etcdCA, etcdClient}
+	if t.Flavor.OpenShift() {
+		ignitionSecrets, err := t.openshiftSecrets()
+		if err != nil {
+			return err
+		}
+		secrets = append(secrets, ignitionSecrets...)
+	}
+	for _, s := range secrets {
 		if err := mgmt.Create(ctx, s); err != nil {
 			return fmt.Errorf("creating Secret %s/%s: %w", s.Namespace, s.Name, err)
 		}
