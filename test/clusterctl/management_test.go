@@ -49,13 +49,14 @@ import (
 // capiWebhookResources are the CAPI resources whose admission webhooks the management cluster runs:
 // every kind a template or the ClusterClass makes, directly or through the topology controller.
 var capiWebhookResources = []string{
-	"clusters", "clusterclasses", "machinedeployments", "machinehealthchecks",
+	"clusters", "clusterclasses", "machines", "machinedeployments", "machinehealthchecks",
 	"kubeadmconfigs", "kubeadmconfigtemplates", "kubeadmcontrolplanes", "kubeadmcontrolplanetemplates",
 }
 
 // management is a management cluster as clusterctl users have it: a real API server with this
-// provider's and CAPI's CRDs, the provider's webhooks, CAPI's webhooks for the kinds of the templates
-// (so KubeadmControlPlane, MachineDeployment, Cluster topology and ClusterClass are validated by CAPI
+// provider's and CAPI's CRDs (and the OpenShift Assisted providers' kinds, from test/crd/assisted),
+// the provider's webhooks, CAPI's webhooks for the kinds of the templates (so Machine,
+// KubeadmControlPlane, MachineDeployment, Cluster topology and ClusterClass are validated by CAPI
 // itself), and CAPI's ClusterClass and Cluster topology controllers, in-process. The tests share one:
 // controllers register process-wide names, and one API server is cheaper than two.
 type management struct {
@@ -134,6 +135,9 @@ func startManagement() (*management, error) {
 	if err := labelKubeadmCRDs(env); err != nil {
 		return nil, errors.Join(err, env.Stop())
 	}
+	if err := installAssistedCRDs(env); err != nil {
+		return nil, errors.Join(err, env.Stop())
+	}
 	wh := env.Webhooks
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 scheme,
@@ -180,7 +184,7 @@ func labelKubeadmCRDs(env *envtest.Environment) error {
 	}
 	for i := range crds.Items {
 		crd := &crds.Items[i]
-		if crd.Spec.Group != "bootstrap.cluster.x-k8s.io" && crd.Spec.Group != "controlplane.cluster.x-k8s.io" {
+		if (crd.Spec.Group != "bootstrap.cluster.x-k8s.io" && crd.Spec.Group != "controlplane.cluster.x-k8s.io") || !strings.HasPrefix(crd.Name, "kubeadm") {
 			continue
 		}
 		patch := client.MergeFrom(crd.DeepCopy())
@@ -192,6 +196,19 @@ func labelKubeadmCRDs(env *envtest.Environment) error {
 		if err := env.Client.Patch(ctx, crd, patch); err != nil {
 			return fmt.Errorf("labelling CRD %s: %w", crd.Name, err)
 		}
+	}
+	return nil
+}
+
+// installAssistedCRDs installs the OpenShift Assisted bootstrap and control-plane CRDs of
+// test/crd/assisted, which the openshift-assisted flavors use (their module is not served here, so
+// envtest's CRD sets do not have them), and waits until they are served.
+func installAssistedCRDs(env *envtest.Environment) error {
+	if _, err := crenvtest.InstallCRDs(env.Config, crenvtest.CRDInstallOptions{
+		Paths:              []string{filepath.Join(envtest.RepoRoot(), "test", "crd", "assisted")},
+		ErrorIfPathMissing: true,
+	}); err != nil {
+		return fmt.Errorf("installing the OpenShift Assisted CRDs: %w", err)
 	}
 	return nil
 }
@@ -239,6 +256,7 @@ func setupManager(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	for name, setup := range map[string]func(ctrl.Manager) error{
 		"Cluster":                     (&coreadmission.Cluster{Client: mgr.GetClient(), ClusterCacheReader: clusterCache}).SetupWebhookWithManager,
+		"Machine":                     (&coreadmission.Machine{}).SetupWebhookWithManager,
 		"ClusterClass":                (&coreadmission.ClusterClass{Client: mgr.GetClient()}).SetupWebhookWithManager,
 		"MachineDeployment":           (&coreadmission.MachineDeployment{}).SetupWebhookWithManager,
 		"MachineHealthCheck":          (&coreadmission.MachineHealthCheck{}).SetupWebhookWithManager,

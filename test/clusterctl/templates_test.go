@@ -38,6 +38,8 @@ var testValues = map[string]string{
 	"NEST_VM_IMAGE":                    "quay.io/example/flatcar-container-disk:v1.34.1",
 	"NEST_BAREMETAL_IMAGE_URL":         "https://images.example.com/ubuntu-2404.qcow2",
 	"NEST_BAREMETAL_IMAGE_CHECKSUM":    "https://images.example.com/ubuntu-2404.qcow2.sha256sum",
+	"NEST_OPENSHIFT_VERSION":           "4.20.0",
+	"NEST_OPENSHIFT_BASE_DOMAIN":       "tenants.example.com",
 }
 
 // requiredValues gives a value to every required variable of a template, from testValues.
@@ -67,7 +69,10 @@ func generate(t *testing.T, name, file string, extra ...string) []unstructured.U
 
 // TestEveryFlavorGeneratesObjectsTheManagementClusterAccepts runs `clusterctl generate cluster` on each
 // flavor and server-side dry-runs every object into a management cluster with the provider's and
-// CAPI's webhooks: schemas, CEL rules, defaulting and admission all accept them.
+// CAPI's webhooks: schemas (with strict field validation, as kubectl applies: an unknown field is an
+// error), CEL rules, defaulting and admission all accept them. A flavor with plain control-plane
+// Machines gets its Cluster and NestCluster created for real first, with the NestCluster's failure
+// domains as the provider reports them: the spread webhook admits such a Machine only against them.
 func TestEveryFlavorGeneratesObjectsTheManagementClusterAccepts(t *testing.T) {
 	t.Parallel()
 	m := managementCluster(t)
@@ -110,6 +115,33 @@ func TestEveryFlavorGeneratesObjectsTheManagementClusterAccepts(t *testing.T) {
 			expectField(t, objs["KubeadmControlPlane/t-ignition-control-plane"], "ignition", "spec", "kubeadmConfigSpec", "format")
 			expectField(t, objs["KubeadmConfigTemplate/t-ignition-md-0"], "ignition", "spec", "template", "spec", "format")
 		},
+		"openshift": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			expectInstallerIgnition(t, objs, installerFlavor{
+				cluster: "t-openshift", controlPlane: []string{"infra-a", "infra-a", "infra-a"}, bootstrap: "infra-a",
+				workers: map[string]string{"md-0": "infra-a"}, podBridge: true, ingress: true,
+			})
+		},
+		"openshift-baremetal-workers": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			expectInstallerIgnition(t, objs, installerFlavor{
+				cluster: "t-openshift-baremetal-workers", controlPlane: []string{"infra-a", "infra-a", "infra-a"}, bootstrap: "infra-a",
+				workers: map[string]string{"md-0": "infra-a"}, multus: true, bareMetalWorkers: true,
+			})
+		},
+		"openshift-ha": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			expectInstallerIgnition(t, objs, installerFlavor{
+				cluster: "t-openshift-ha", controlPlane: infraClusterNames, endpoint: testValues["NEST_CONTROL_PLANE_ENDPOINT_HOST"],
+				workers: map[string]string{"md-0": "infra-a", "md-1": "infra-b", "md-2": "infra-c"}, multus: true, ingress: true,
+			})
+		},
+		"openshift-assisted": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			expectAssisted(t, objs, assistedFlavor{cluster: "t-openshift-assisted", infraClusters: []string{"infra-a"}, workers: map[string]string{"md-0": "infra-a"}, podBridge: true})
+		},
+		"openshift-assisted-ha": func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			expectAssisted(t, objs, assistedFlavor{
+				cluster: "t-openshift-assisted-ha", infraClusters: infraClusterNames, endpoint: testValues["NEST_CONTROL_PLANE_ENDPOINT_HOST"],
+				workers: map[string]string{"md-0": "infra-a", "md-1": "infra-b", "md-2": "infra-c"}, multus: true,
+			})
+		},
 	}
 	for flavor, file := range flavors(t) {
 		if flavor == "topology" {
@@ -128,11 +160,27 @@ func TestEveryFlavorGeneratesObjectsTheManagementClusterAccepts(t *testing.T) {
 				if obj.GetNamespace() != tenantNamespace {
 					t.Errorf("%s/%s is in namespace %q, not the target namespace", obj.GetKind(), obj.GetName(), obj.GetNamespace())
 				}
-				if err := m.Client.Create(ctx, obj.DeepCopy(), client.DryRunAll); err != nil {
+			}
+			created := map[string]bool{}
+			if slices.ContainsFunc(objs, isControlPlaneMachine) {
+				createInfrastructure(t, m, byName["Cluster/"+name], byName["NestCluster/"+name])
+				created["Cluster/"+name], created["NestCluster/"+name] = true, true
+			}
+			for i := range objs {
+				obj := &objs[i]
+				if created[obj.GetKind()+"/"+obj.GetName()] {
+					continue
+				}
+				admitted := obj.DeepCopy()
+				if err := m.Client.Create(ctx, admitted, client.DryRunAll, client.FieldValidation(metav1.FieldValidationStrict)); err != nil {
 					t.Errorf("the management cluster rejects %s %s: %v", obj.GetKind(), obj.GetName(), err)
+					continue
+				}
+				if fd, _, _ := unstructured.NestedString(admitted.Object, "spec", "failureDomain"); isControlPlaneMachine(*obj) && fd == "" {
+					t.Errorf("control-plane Machine %s was admitted without a failure domain: the spread webhook did not place it", obj.GetName())
 				}
 			}
-			for _, kind := range []string{"Cluster", "NestCluster", "KubeadmControlPlane", "NestMachineTemplate", "MachineDeployment", "KubeadmConfigTemplate"} {
+			for _, kind := range flavorKinds(flavor) {
 				if !slices.ContainsFunc(slices.Collect(maps.Keys(byName)), func(k string) bool { return strings.HasPrefix(k, kind+"/") }) {
 					t.Errorf("the flavor makes no %s", kind)
 				}
