@@ -75,12 +75,12 @@ func restoredSinceRecovery(lastRecovery, lastRestore *metav1.Time) bool {
 
 // reconcileRestore brings a KubeadmControlPlane back to one machine per Infra cluster after an Infra
 // cluster returns, by asking KCP for one rollout: KCP places each new machine in the failure domain
-// with the fewest machines and deletes from the fullest, which restores the spread.
+// with the fewest machines and deletes from the fullest, which restores the spread. Another control
+// plane (plain Machines, the OpenShift Assisted control plane) has no rollout to request: the
+// condition says what the operator must do. Plain Machines need nothing after a loss and return:
+// their VMs in the returning Infra cluster run again.
 func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *clusterv1.Cluster, nc *infrav1.NestCluster, uses []*infraUse) error {
 	ref := cluster.Spec.ControlPlaneRef
-	if !ref.IsDefined() || ref.Kind != "KubeadmControlPlane" {
-		return nil
-	}
 	var healthy []string
 	var lastRecovery *metav1.Time
 	for _, u := range uses {
@@ -109,6 +109,17 @@ func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *c
 	}
 	// The same counting as the spread webhook's, so that the two cannot disagree.
 	spread := controlPlaneSpread{counts: placement.Counts(placed, healthy), healthy: healthy}
+	if !ref.IsDefined() || ref.Kind != "KubeadmControlPlane" || ref.APIGroup != controlplanev1.GroupVersion.Group {
+		if len(machines.Items) == 0 {
+			return nil
+		}
+		c := metav1.Condition{Type: infrav1.ControlPlaneBalancedCondition, Status: metav1.ConditionTrue, Reason: infrav1.BalancedReason, Message: "balanced: " + spread.String()}
+		if spread.unbalanced() && !deleting {
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, infrav1.OperatorRestoreNeededReason, operatorRestore(ref, spread)
+		}
+		conditions.Set(nc, c)
+		return nil
+	}
 	kcp := &controlplanev1.KubeadmControlPlane{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cluster.Namespace, Name: ref.Name}, kcp); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -141,6 +152,20 @@ func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *c
 	r.Recorder.Event(nc, corev1.EventTypeNormal, infrav1.RestoreRequestedReason, msg)
 	ctrl.LoggerFrom(ctx).Info("Requested a control-plane rollout to restore the spread", "spread", spread.String(), "KubeadmControlPlane", kcp.Name)
 	return nil
+}
+
+// operatorRestore says what the operator must do to restore one machine per Infra cluster for a
+// control plane the provider cannot roll out: plain control-plane Machines (installer ignition), or a
+// control-plane provider without a rollout request (the OpenShift Assisted control plane).
+func operatorRestore(ref clusterv1.ContractVersionedObjectReference, spread controlPlaneSpread) string {
+	_, _, most, least := placement.Imbalance(spread.counts, spread.healthy)
+	if !ref.IsDefined() {
+		return fmt.Sprintf("control plane unbalanced (%s); its control-plane Machines have no control-plane provider to roll them out: "+
+			"create a control-plane Machine with spec.failureDomain %s and, once its Node is Ready and it has joined etcd, delete one of the control-plane Machines in %s",
+			spread, least[0], strings.Join(most, " or "))
+	}
+	return fmt.Sprintf("control plane unbalanced (%s); the provider can request a rollout of a KubeadmControlPlane only: delete one control-plane Machine in %s, "+
+		"and %s %s replaces it in the Infra cluster with the fewest (%s)", spread, strings.Join(most, " or "), ref.Kind, ref.Name, strings.Join(least, " or "))
 }
 
 // kcpRollingOut: KCP is mid-change when it has more or fewer machines than desired, or some are not

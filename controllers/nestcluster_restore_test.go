@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 )
 
 func TestControlPlaneSpreadUnbalanced(t *testing.T) {
@@ -62,6 +64,30 @@ func TestDecideRestoreTriggersOncePerRecovery(t *testing.T) {
 			}
 			if d.reason == "" {
 				t.Fatal("a decision must say why")
+			}
+		})
+	}
+}
+
+func TestOperatorRestoreSaysWhatToDo(t *testing.T) {
+	spread := controlPlaneSpread{counts: map[string]int{"a": 2, "b": 1}, healthy: []string{"a", "b", "c"}}
+	cases := []struct {
+		name string
+		ref  clusterv1.ContractVersionedObjectReference
+		want []string
+	}{
+		{"plain Machines", clusterv1.ContractVersionedObjectReference{},
+			[]string{"a=2 b=1 c=0", "create a control-plane Machine with spec.failureDomain c", "delete one of the control-plane Machines in a"}},
+		{"Assisted control plane", clusterv1.ContractVersionedObjectReference{APIGroup: "controlplane.cluster.x-k8s.io", Kind: "OpenshiftAssistedControlPlane", Name: "ocp"},
+			[]string{"a=2 b=1 c=0", "delete one control-plane Machine in a", "OpenshiftAssistedControlPlane ocp replaces it", "(c)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := operatorRestore(tc.ref, spread)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("message %q lacks %q", got, w)
+				}
 			}
 		})
 	}

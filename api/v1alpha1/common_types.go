@@ -45,6 +45,9 @@ const (
 	PausedCondition = "Paused"
 	// DeletingReason is used on Ready while an object is being deleted.
 	DeletingReason = "Deleting"
+	// ForbiddenReason: an Infra cluster refused the provider's identity a request it needs; the message
+	// names the verb, resource and namespace to grant (config/infra-rbac ships the grants).
+	ForbiddenReason = "Forbidden"
 )
 
 // SecretKeyReference names a key of a Secret.

@@ -57,6 +57,9 @@ const (
 	WaitingForEndpointReason = "WaitingForEndpoint"
 	// RestoreRequestedReason: the provider asked the control plane to roll out to rebalance.
 	RestoreRequestedReason = "RestoreRequested"
+	// OperatorRestoreNeededReason: the control plane is unbalanced and is not a KubeadmControlPlane, so
+	// the provider cannot request a rollout; the message says what the operator must do.
+	OperatorRestoreNeededReason = "OperatorRestoreNeeded"
 )
 
 // ControlPlaneServiceType is the type of the Service that fronts the control-plane VMs.
