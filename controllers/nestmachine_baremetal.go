@@ -104,7 +104,7 @@ func (r *NestMachineReconciler) heldHost(ctx context.Context, s *machineScope) (
 // someone else's, the conditions say so and the machine claims nothing.
 func (r *NestMachineReconciler) adoptHost(ctx context.Context, s *machineScope) (*bmov1alpha1.BareMetalHost, error) {
 	nm := s.nm
-	infraName, ns, name, err := ownership.ParseProviderID(nm.Spec.ProviderID)
+	infraName, ns, name, err := infrav1.ParseProviderID(nm.Spec.ProviderID)
 	if err != nil || infraName != s.infraName {
 		return nil, nil
 	}
@@ -254,7 +254,7 @@ func (r *NestMachineReconciler) provisionHost(ctx context.Context, s *machineSco
 	nm := s.nm
 	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: hostKind, Namespace: host.Namespace, Name: host.Name}
 	if nm.Spec.ProviderID == "" {
-		nm.Spec.ProviderID = ownership.ProviderID(s.infraName, host.Namespace, host.Name)
+		nm.Spec.ProviderID = infrav1.ProviderID(s.infraName, host.Namespace, host.Name)
 	}
 	if ref := host.Spec.ConsumerRef; ref != nil && !metal3.IsConsumer(host, nm) {
 		msg := fmt.Sprintf("BareMetalHost %s was taken over by %s %s/%s while this machine held it", metal3.HostKey(host), ref.Kind, ref.Namespace, ref.Name)

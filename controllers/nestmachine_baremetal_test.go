@@ -20,7 +20,6 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/metal3"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 	metal3sim "github.com/nestcapi/cluster-api-provider-nest/test/sim/metal3"
 )
@@ -229,7 +228,7 @@ func TestBareMetalConcurrentMachinesClaimDistinctHostsAndDeletingReturnsThem(t *
 
 	for _, nm := range nms {
 		hostName := nm.Status.Remote.Name
-		g.Expect(nm.Spec.ProviderID).To(Equal(ownership.ProviderID("infra-a", p.ns, hostName)))
+		g.Expect(nm.Spec.ProviderID).To(Equal(infrav1.ProviderID("infra-a", p.ns, hostName)))
 		g.Expect(nm.Status.FailureDomain).To(Equal("infra-a"))
 		g.Expect(nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning))
 		g.Expect(conditions.IsTrue(nm, infrav1.HostClaimedCondition)).To(BeTrue())
@@ -374,7 +373,7 @@ func TestBareMetalMachineNeverTakesAHostOfAnotherInfraCluster(t *testing.T) {
 	host := here.add(1, nil, false)[0]
 	waitHostProvisioned(t, nm)
 	get(g, nm)
-	g.Expect(nm.Spec.ProviderID).To(Equal(ownership.ProviderID("infra-a", here.ns, host)))
+	g.Expect(nm.Spec.ProviderID).To(Equal(infrav1.ProviderID("infra-a", here.ns, host)))
 	g.Expect(nm.Status.FailureDomain).To(Equal("infra-a"))
 	g.Expect(other.claimedBy(g)).To(BeEmpty())
 }

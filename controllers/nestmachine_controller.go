@@ -486,7 +486,7 @@ func (r *NestMachineReconciler) reconcileDelete(ctx context.Context, s *machineS
 // remoteFromProviderID is what spec.providerID names, for a machine whose status does not record its
 // remote object: clusterctl move carries spec, not status.
 func remoteFromProviderID(nm *infrav1.NestMachine) *infrav1.RemoteObject {
-	infraName, ns, name, err := ownership.ParseProviderID(nm.Spec.ProviderID)
+	infraName, ns, name, err := infrav1.ParseProviderID(nm.Spec.ProviderID)
 	if err != nil {
 		return nil
 	}

@@ -76,7 +76,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	}
 	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: "VirtualMachine", Namespace: s.namespace, Name: vmName}
 	if nm.Spec.ProviderID == "" {
-		nm.Spec.ProviderID = ownership.ProviderID(s.infraName, s.namespace, vmName)
+		nm.Spec.ProviderID = infrav1.ProviderID(s.infraName, s.namespace, vmName)
 	}
 
 	if err := r.ensureBootstrapSecret(ctx, s, in, vm); err != nil {

@@ -76,7 +76,7 @@ func TestVMMachinesProvisionInTheirFailureDomain(t *testing.T) {
 		infra string
 	}{{cp, "infra-b"}, {worker, "infra-c"}} {
 		vmName := kubevirt.VMName(tc.nm)
-		g.Expect(tc.nm.Spec.ProviderID).To(Equal(ownership.ProviderID(tc.infra, ns, vmName)))
+		g.Expect(tc.nm.Spec.ProviderID).To(Equal(infrav1.ProviderID(tc.infra, ns, vmName)))
 		g.Expect(tc.nm.Status.FailureDomain).To(Equal(tc.infra))
 		g.Expect(tc.nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning), "conditions: %+v", tc.nm.Status.Conditions)
 		g.Expect(tc.nm.Status.Addresses).To(ContainElement(HaveField("Type", clusterv1.MachineInternalIP)))

@@ -29,12 +29,9 @@ type NestMachineTemplateReconciler struct {
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=nestmachinetemplates/status,verbs=get;update;patch
 
 // SetupWithManager registers the controller.
-func (r *NestMachineTemplateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+func (r *NestMachineTemplateReconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&infrav1.NestMachineTemplate{}).WithOptions(opts).Complete(r)
 }
-
-// CapacityKnownCondition says whether status.capacity could be derived from the template.
-const CapacityKnownCondition = "CapacityKnown"
 
 // Reconcile derives the capacity of one template.
 func (r *NestMachineTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
@@ -47,7 +44,7 @@ func (r *NestMachineTemplateReconciler) Reconcile(ctx context.Context, req ctrl.
 		return ctrl.Result{}, err
 	}
 	defer func() {
-		if err := helper.Patch(ctx, t, patch.WithOwnedConditions{Conditions: []string{CapacityKnownCondition}}); err != nil && !apierrors.IsNotFound(err) {
+		if err := helper.Patch(ctx, t, patch.WithOwnedConditions{Conditions: []string{infrav1.CapacityKnownCondition}}); err != nil && !apierrors.IsNotFound(err) {
 			reterr = errors.Join(reterr, fmt.Errorf("patching NestMachineTemplate %s: %w", klog.KObj(t), err))
 		}
 	}()
@@ -55,11 +52,11 @@ func (r *NestMachineTemplateReconciler) Reconcile(ctx context.Context, req ctrl.
 	t.Status.NodeInfo = infrav1.NodeInfo{Architecture: "amd64", OperatingSystem: "linux"}
 	if capacity == nil {
 		t.Status.Capacity = nil
-		conditions.Set(t, metav1.Condition{Type: CapacityKnownCondition, Status: metav1.ConditionFalse, Reason: "NotDerivable", Message: why})
+		conditions.Set(t, metav1.Condition{Type: infrav1.CapacityKnownCondition, Status: metav1.ConditionFalse, Reason: infrav1.CapacityNotDerivableReason, Message: why})
 		return ctrl.Result{}, nil
 	}
 	t.Status.Capacity = capacity
-	conditions.Set(t, metav1.Condition{Type: CapacityKnownCondition, Status: metav1.ConditionTrue, Reason: "FromSpec"})
+	conditions.Set(t, metav1.Condition{Type: infrav1.CapacityKnownCondition, Status: metav1.ConditionTrue, Reason: infrav1.CapacityFromSpecReason})
 	return ctrl.Result{}, nil
 }
 

@@ -453,15 +453,15 @@ func TestProviderIDGivenAtCreateMustBeTheMachinesOwn(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, providerID, want string }{
 		{"not a nest providerID", "kubevirt://" + tn.infra("a") + "/" + ns + "/NAME", "is not nest://"},
-		{"another VM name", ownership.ProviderID(tn.infra("a"), ns, "someone-else"), "the VM of this NestMachine is named"},
-		{"an Infra cluster the tenant does not use", ownership.ProviderID("elsewhere", ns, "NAME"), "is not one of NestCluster"},
-		{"another tenant's namespace", ownership.ProviderID(tn.infra("a"), "nest-other-tenant", "NAME"), "the tenant namespace of this NestMachine"},
+		{"another VM name", infrav1.ProviderID(tn.infra("a"), ns, "someone-else"), "the VM of this NestMachine is named"},
+		{"an Infra cluster the tenant does not use", infrav1.ProviderID("elsewhere", ns, "NAME"), "is not one of NestCluster"},
+		{"another tenant's namespace", infrav1.ProviderID(tn.infra("a"), "nest-other-tenant", "NAME"), "the tenant namespace of this NestMachine"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			expectInvalid(NewWithT(t), k8sClient.Create(ctx, machine(tc.providerID)), "spec.providerID", tc.want)
 		})
 	}
 	t.Run("its own", func(t *testing.T) {
-		NewWithT(t).Expect(k8sClient.Create(ctx, machine(ownership.ProviderID(tn.infra("a"), ns, "NAME")))).To(Succeed())
+		NewWithT(t).Expect(k8sClient.Create(ctx, machine(infrav1.ProviderID(tn.infra("a"), ns, "NAME")))).To(Succeed())
 	})
 }

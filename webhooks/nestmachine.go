@@ -73,7 +73,7 @@ func (w *NestMachine) validateProviderID(ctx context.Context, m *infrav1.NestMac
 		return nil, nil
 	}
 	path := field.NewPath("spec", "providerID")
-	infraName, ns, name, err := ownership.ParseProviderID(m.Spec.ProviderID)
+	infraName, ns, name, err := infrav1.ParseProviderID(m.Spec.ProviderID)
 	if err != nil {
 		return field.ErrorList{field.Invalid(path, m.Spec.ProviderID, err.Error())}, nil
 	}

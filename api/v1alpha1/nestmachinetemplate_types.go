@@ -6,6 +6,17 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 )
 
+// NestMachineTemplate conditions.
+const (
+	// CapacityKnownCondition says whether status.capacity could be derived from the template.
+	CapacityKnownCondition = "CapacityKnown"
+	// CapacityFromSpecReason: status.capacity is the template's CPU and memory.
+	CapacityFromSpecReason = "FromSpec"
+	// CapacityNotDerivableReason: the template does not say what a machine offers (a bare-metal
+	// template: the host decides).
+	CapacityNotDerivableReason = "NotDerivable"
+)
+
 // NestMachineTemplateResource is the NestMachine a NestMachineTemplate stamps out.
 type NestMachineTemplateResource struct {
 	// metadata of the NestMachines created from the template.

@@ -168,7 +168,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 		return fmt.Errorf("setting up the NestMachine controller: %w", err)
 	}
 	if err := (&controllers.NestMachineTemplateReconciler{Client: mgr.GetClient()}).
-		SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: o.NestMachineTemplateConcurrency}); err != nil {
+		SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.NestMachineTemplateConcurrency}); err != nil {
 		return fmt.Errorf("setting up the NestMachineTemplate controller: %w", err)
 	}
 	return nil

@@ -3,7 +3,6 @@ package ownership
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -12,9 +11,6 @@ import (
 // hashLength is the number of hex characters of the SHA-256 suffix of a shortened name: 40 bits,
 // enough that two names of one namespace do not collide in practice.
 const hashLength = 10
-
-// providerIDScheme starts every providerID of this provider.
-const providerIDScheme = "nest://"
 
 // ShortName returns name when it is a DNS label of at most max characters, else a DNS label of at
 // most max characters made of the name's safe prefix (lower case, anything but letters and digits
@@ -64,20 +60,4 @@ func LabelValue(s string) string {
 // be a DNS label of 63 characters.
 func TenantNamespace(prefix, clusterNamespace, clusterName string) string {
 	return ShortName(prefix+clusterNamespace+"-"+clusterName, validation.DNS1123LabelMaxLength)
-}
-
-// ProviderID is the providerID of a machine: nest://<infra-cluster>/<namespace>/<name>, unique across
-// every Infra cluster.
-func ProviderID(infraCluster, namespace, name string) string {
-	return providerIDScheme + infraCluster + "/" + namespace + "/" + name
-}
-
-// ParseProviderID splits a providerID made by ProviderID.
-func ParseProviderID(id string) (infraCluster, namespace, name string, err error) {
-	rest, ok := strings.CutPrefix(id, providerIDScheme)
-	parts := strings.Split(rest, "/")
-	if !ok || len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return "", "", "", fmt.Errorf("providerID %q is not %s<infra-cluster>/<namespace>/<name>", id, providerIDScheme)
-	}
-	return parts[0], parts[1], parts[2], nil
 }

@@ -56,16 +56,3 @@ func TestTenantNamespace(t *testing.T) {
 		g.Expect(long("1")).To(Equal(long("1")))
 	})
 }
-
-func TestProviderID(t *testing.T) {
-	g := NewWithT(t)
-	id := ProviderID("infra-1", "nest-default-t", "t-md-0-abc")
-	g.Expect(id).To(Equal("nest://infra-1/nest-default-t/t-md-0-abc"))
-	i, ns, name, err := ParseProviderID(id)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect([]string{i, ns, name}).To(Equal([]string{"infra-1", "nest-default-t", "t-md-0-abc"}))
-	for _, bad := range []string{"", "kubevirt://a/b/c", "nest://a/b", "nest://a//c", "nest://a/b/c/d"} {
-		_, _, _, err := ParseProviderID(bad)
-		g.Expect(err).To(HaveOccurred(), "%q", bad)
-	}
-}

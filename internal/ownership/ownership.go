@@ -258,7 +258,7 @@ func PointsAt(nm *infrav1.NestMachine, infraCluster, namespace, name string) boo
 	if r := nm.Status.Remote; r != nil && r.InfraCluster == infraCluster && r.Namespace == namespace && r.Name == name {
 		return true
 	}
-	i, ns, n, err := ParseProviderID(nm.Spec.ProviderID)
+	i, ns, n, err := infrav1.ParseProviderID(nm.Spec.ProviderID)
 	return err == nil && i == infraCluster && ns == namespace && n == name
 }
 
@@ -270,6 +270,6 @@ func RecordsIn(nm *infrav1.NestMachine, infraCluster, namespace string) bool {
 	if r := nm.Status.Remote; r != nil && r.InfraCluster == infraCluster && r.Namespace == namespace {
 		return true
 	}
-	i, ns, _, err := ParseProviderID(nm.Spec.ProviderID)
+	i, ns, _, err := infrav1.ParseProviderID(nm.Spec.ProviderID)
 	return err == nil && i == infraCluster && ns == namespace
 }

@@ -116,7 +116,7 @@ func TestPointsAtAndRecordsIn(t *testing.T) {
 	g := NewWithT(t)
 	nm := machine("w1", "u")
 	g.Expect(PointsAt(nm, "infra-1", "ns", "w1")).To(BeFalse())
-	nm.Spec.ProviderID = ProviderID("infra-1", "ns", "w1")
+	nm.Spec.ProviderID = infrav1.ProviderID("infra-1", "ns", "w1")
 	g.Expect(PointsAt(nm, "infra-1", "ns", "w1")).To(BeTrue(), "spec.providerID survives clusterctl move")
 	g.Expect(PointsAt(nm, "infra-2", "ns", "w1")).To(BeFalse())
 	g.Expect(RecordsIn(nm, "infra-1", "ns")).To(BeTrue())
