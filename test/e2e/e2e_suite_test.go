@@ -24,6 +24,9 @@ var (
 	sb *sandbox.Sandbox
 	// ha is the highly available tenant the ordered specs build, break and delete.
 	ha *sandbox.Tenant
+	// ocp is the OpenShift tenant (installer ignition, one master per Infra cluster) that lives
+	// through the same loss and return of an Infra cluster, then is deleted before the move.
+	ocp *sandbox.Tenant
 )
 
 // Timeouts of the steps, generous for a loaded two-core machine.
@@ -62,12 +65,15 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Log:           log,
 		Tenants: []sandbox.TenantOptions{{
 			Name: "ha", Namespace: "tenants", Flavor: sandbox.FlavorHA, Workers: 3, HealthCheck: true,
+		}, {
+			Name: "ocp", Namespace: "tenants-ocp", Flavor: sandbox.FlavorOpenShiftHA, Workers: 3,
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(sb.Stop()).To(Succeed(), "stopping the sandbox") })
-	ha = sb.Tenants()[0]
+	ha, ocp = sb.Tenants()[0], sb.Tenants()[1]
 	Expect(sb.WaitReady(ctx, ha, readyTimeout)).To(Succeed(), "the HA tenant comes up")
+	Expect(sb.WaitReady(ctx, ocp, readyTimeout)).To(Succeed(), "the OpenShift tenant comes up")
 }, NodeTimeout(10*time.Minute))
 
 // ReportAfterEach prints where the machines are when a spec fails.

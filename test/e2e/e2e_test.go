@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
@@ -47,6 +49,48 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 		kcp := controlPlane(ctx, Default, ha)
 		Expect(ptr.Deref(kcp.Status.ReadyReplicas, 0)).To(Equal(int32(3)), "the real KubeadmControlPlane counts three ready replicas")
 		Expect(ptr.Deref(kcp.Status.Initialization.ControlPlaneInitialized, false)).To(BeTrue())
+	})
+
+	It("runs an OpenShift tenant from installer ignition: a master per Infra cluster, its endpoints, Nodes named by Ignition", func(ctx SpecContext) {
+		var masters []sandbox.MachineRow
+		for _, r := range machinesOf(ocp, "control-plane") {
+			if strings.Contains(r.Machine, "-master-") {
+				masters = append(masters, r)
+			}
+		}
+		Expect(infrasOf(masters)).To(Equal([]string{"infra-1", "infra-2", "infra-3"}), "one master per Infra cluster: %v", masters)
+		for _, r := range machinesOf(ocp, "") {
+			Expect(r.Phase).To(Equal("Running"), "machine %s", r.Machine)
+			remote := remoteOf(ctx, Default, ocp, r.Machine)
+			Expect(r.Node).To(Equal(remote.Name), "the RHCOS guest of %s took its node name from the hostname the provider merged into its Ignition", r.Machine)
+			node := &corev1.Node{}
+			Expect(ocp.Env.Client.Get(ctx, client.ObjectKey{Name: r.Node}, node)).To(Succeed())
+			Expect(node.Spec.ProviderID).To(Equal("nest://" + remote.InfraCluster + "/" + remote.Namespace + "/" + remote.Name))
+		}
+
+		By("the NestCluster publishes the API, machine-config server and ingress in every Infra cluster")
+		nc := &infrav1.NestCluster{}
+		Expect(sb.Client().Get(ctx, ocp.Key(), nc)).To(Succeed())
+		Expect(nc.Status.Endpoints).To(HaveLen(6))
+		for _, ep := range nc.Status.Endpoints {
+			Expect(ep.Host).To(HavePrefix("172.16."), "%s %s has its load balancer address", ep.InfraCluster, ep.Role)
+			if ep.Role == infrav1.EndpointAPI {
+				Expect(ep.Ports).To(ContainElement(infrav1.EndpointPort{Name: "machine-config", Port: 22623}))
+			}
+		}
+
+		By("deleting the bootstrap machine once the installation has bootstrapped")
+		Expect(sb.Client().Delete(ctx, &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: ocp.Namespace, Name: "ocp-bootstrap"}})).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(phasesOf(machinesOf(ocp, "control-plane"))).NotTo(HaveKey("ocp-bootstrap"))
+			g.Expect(infrasOf(machinesOf(ocp, "control-plane"))).To(Equal([]string{"infra-1", "infra-2", "infra-3"}))
+		}).WithTimeout(readyTimeout).WithPolling(poll).Should(Succeed())
+		Expect(sb.WaitReady(ctx, ocp, readyTimeout)).To(Succeed())
+
+		By("scaling a MachineDeployment: the new worker fetches its config from the published machine-config server")
+		scaleMachineDeployment(ctx, ocp, "ocp-md-1", 2)
+		Eventually(func(g Gomega) { expectScaled(ctx, g, ocp, "ocp-md-1", 2) }).WithTimeout(readyTimeout).WithPolling(poll).Should(Succeed())
+		Expect(sb.WaitReady(ctx, ocp, readyTimeout)).To(Succeed())
 	})
 
 	It("scales a MachineDeployment 2 → 10 → 3, creating and deleting machines with no leftovers", func(ctx SpecContext) {
@@ -112,6 +156,8 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 	})
 
 	var lostMachine, lostVM, lostNamespace string
+	var ocpLostMachine, ocpLostNode string
+	var ocpLostVM *infrav1.RemoteObject
 
 	It("keeps the control plane when an Infra cluster is lost, and replaces its machine elsewhere", func(ctx SpecContext) {
 		const lost = "infra-3"
@@ -148,6 +194,19 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 
 		orphans := infraCluster(ctx, Default, lost).Status.Orphans
 		Expect(orphans).To(ContainElement(HaveField("Name", lostVM)), "the lost machine's VM is recorded as an orphan to sweep")
+
+		By("the OpenShift tenant's master there has no remediation: its Machine stays, its Node is not ready")
+		for _, r := range machinesOf(ocp, "control-plane") {
+			if r.Infra == lost {
+				ocpLostMachine = r.Machine
+				ocpLostVM = remoteOf(ctx, Default, ocp, r.Machine)
+				ocpLostNode = r.Node
+			}
+		}
+		Expect(ocpLostMachine).NotTo(BeEmpty())
+		node := &corev1.Node{}
+		Expect(ocp.Env.Client.Get(ctx, client.ObjectKey{Name: ocpLostNode}, node)).To(Succeed())
+		Expect(nodeReady(node)).To(Equal(corev1.ConditionUnknown))
 	})
 
 	It("restores one control-plane VM per Infra cluster when the lost one returns, and sweeps the orphans", func(ctx SpecContext) {
@@ -175,6 +234,27 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 		Expect(sb.Client().Get(ctx, ha.Key(), nc)).To(Succeed())
 		Expect(meta.IsStatusConditionTrue(nc.Status.Conditions, infrav1.ControlPlaneBalancedCondition)).To(BeTrue(), "the NestCluster reports the control plane balanced")
 		Eventually(func(g Gomega) []string { return strays(ctx, g) }).WithTimeout(time.Minute).WithPolling(poll).Should(BeEmpty())
+
+		By("the OpenShift tenant's master runs again as it was: same Machine, same VM, its Node ready")
+		Eventually(func(g Gomega) {
+			g.Expect(remoteOf(ctx, g, ocp, ocpLostMachine)).To(Equal(ocpLostVM))
+			node := &corev1.Node{}
+			g.Expect(ocp.Env.Client.Get(ctx, client.ObjectKey{Name: ocpLostNode}, node)).To(Succeed())
+			g.Expect(nodeReady(node)).To(Equal(corev1.ConditionTrue))
+			ready, why := sb.TenantReady(ocp)
+			g.Expect(ready).To(BeTrue(), why)
+		}).WithTimeout(recoveryTimeout).WithPolling(poll).Should(Succeed())
+		Expect(infrasOf(machinesOf(ocp, "control-plane"))).To(Equal([]string{"infra-1", "infra-2", "infra-3"}))
+		Eventually(func(g Gomega) {
+			nc := &infrav1.NestCluster{}
+			g.Expect(sb.Client().Get(ctx, ocp.Key(), nc)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(nc.Status.Conditions, infrav1.ControlPlaneBalancedCondition)).To(BeTrue(), "nothing to restore: the masters ran again where they were")
+		}).WithTimeout(time.Minute).WithPolling(poll).Should(Succeed())
+	})
+
+	It("deletes the OpenShift tenant and leaves none of its Services, VMs or namespaces", func(ctx SpecContext) {
+		Expect(sb.DeleteTenant(ctx, ocp, 4*time.Minute)).To(Succeed())
+		Eventually(func(g Gomega) []string { return objectsOfTenant(ctx, g, ocp) }).WithTimeout(2*time.Minute).WithPolling(poll).Should(BeEmpty())
 	})
 
 	It("moves to another management cluster with clusterctl move, keeping every VM, and runs from there", func(ctx SpecContext) {

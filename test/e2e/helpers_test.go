@@ -183,3 +183,13 @@ func expectScaled(ctx context.Context, g Gomega, t *sandbox.Tenant, name string,
 	g.Expect(sb.Client().List(ctx, list, client.InNamespace(t.Namespace), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: name})).To(Succeed())
 	g.Expect(list.Items).To(HaveLen(int(replicas)), "%s has exactly %d Machines, none left being deleted", name, replicas)
 }
+
+// nodeReady is the status of a Node's Ready condition ("" when it has none).
+func nodeReady(node *corev1.Node) corev1.ConditionStatus {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return ""
+}
