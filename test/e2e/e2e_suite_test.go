@@ -57,7 +57,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
 	sb, err = sandbox.Start(ctx, sandbox.Options{
-		NodesPerInfra: 3,
+		// Four: a single-Infra OpenShift tenant runs four control-plane VMs during installation (three
+		// masters and the bootstrap machine), at most one per Infra node.
+		NodesPerInfra: 4,
 		HostsPerInfra: 3,
 		BootDelay:     200 * time.Millisecond,
 		Dir:           dir,

@@ -155,6 +155,29 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 		Eventually(func(g Gomega) []string { return objectsOfTenant(ctx, g, bm) }).WithTimeout(2 * time.Minute).WithPolling(poll).Should(BeEmpty())
 	})
 
+	It("provisions an OpenShift tenant's bare-metal workers from the worker ignition, and releases them", func(ctx SpecContext) {
+		bm, err := sb.CreateTenant(ctx, sandbox.TenantOptions{
+			Name: "ocp-bm", Namespace: "tenants-ocp-bm", Flavor: sandbox.FlavorOpenShiftBareMetalWorkers, Workers: 1, Infra: "infra-2",
+		})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sb.WaitReady(ctx, bm, readyTimeout)).To(Succeed(), "the partially virtualized OpenShift tenant comes up")
+		workers := machinesOf(bm, "worker")
+		Expect(workers).To(HaveLen(1))
+		Expect(workers[0].InfraNode).To(HavePrefix("infra-2-host-"), "the worker runs on a BareMetalHost")
+		remote := remoteOf(ctx, Default, bm, workers[0].Machine)
+		Expect(remote.Kind).To(Equal("BareMetalHost"))
+		node := &corev1.Node{}
+		Expect(bm.Env.Client.Get(ctx, client.ObjectKey{Name: workers[0].Node}, node)).To(Succeed())
+		Expect(node.Spec.ProviderID).To(Equal("nest://" + remote.InfraCluster + "/" + remote.Namespace + "/" + remote.Name))
+		nc := &infrav1.NestCluster{}
+		Expect(sb.Client().Get(ctx, bm.Key(), nc)).To(Succeed())
+		Expect(nc.Status.Endpoints).To(ConsistOf(HaveField("Role", infrav1.EndpointAPI)), "the flavor publishes no ingress Service: the routers run on the hosts")
+		Expect(nc.Spec.ControlPlaneEndpoint.Host).To(Equal(nc.Status.Endpoints[0].Host), "one Infra cluster: the endpoint is its API Service")
+
+		Expect(sb.DeleteTenant(ctx, bm, 4*time.Minute)).To(Succeed())
+		Eventually(func(g Gomega) []string { return objectsOfTenant(ctx, g, bm) }).WithTimeout(2 * time.Minute).WithPolling(poll).Should(BeEmpty())
+	})
+
 	var lostMachine, lostVM, lostNamespace string
 	var ocpLostMachine, ocpLostNode string
 	var ocpLostVM *infrav1.RemoteObject

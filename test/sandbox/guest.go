@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/ignition"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/sim/nodes"
@@ -191,7 +192,8 @@ func (g *guest) vmiBooted(ctx context.Context, in *Infra, v *vmi) error {
 	}
 	node := nodes.ForVMI(v, nodes.TenantOptions{KubeletVersion: t.KubernetesVersion})
 	if t.Flavor.OpenShift() {
-		if node.Name, err = t.rhcosBoot(ctx, g.mgmt(), v, userData); err != nil {
+		// No hostname file: NetworkManager takes the one of the config drive's metadata.
+		if node.Name, err = t.rhcosBoot(ctx, g.mgmt(), "VMI "+v.Name, ignition.ConfigDriveHostname(v.Name, v.Spec.Hostname), userData); err != nil {
 			return err
 		}
 	}

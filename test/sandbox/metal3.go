@@ -72,6 +72,13 @@ func (g *guest) hostBooted(ctx context.Context, in *Infra, host *bmov1alpha1.Bar
 		userData = secret.Data[internalmetal3.UserDataKey]
 	}
 	node := nodes.ForHost(host, nodes.TenantOptions{KubeletVersion: t.KubernetesVersion})
+	if t.Flavor.OpenShift() {
+		name, err := t.rhcosBoot(ctx, g.mgmt(), "host "+host.Name, node.Name, userData)
+		if err != nil {
+			return err
+		}
+		node.Name = name
+	}
 	ip := ""
 	for _, a := range node.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP {

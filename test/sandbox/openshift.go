@@ -32,7 +32,9 @@ import (
 const openshiftBaseDomain = "sandbox.invalid"
 
 // OpenShift reports whether the flavor builds an OpenShift tenant from installer ignition.
-func (f Flavor) OpenShift() bool { return f == FlavorOpenShift || f == FlavorOpenShiftHA }
+func (f Flavor) OpenShift() bool {
+	return f == FlavorOpenShift || f == FlavorOpenShiftHA || f == FlavorOpenShiftBareMetalWorkers
+}
 
 // ignitionPools are the Secrets an OpenShift flavor names (<cluster>-<pool>), as made from
 // openshift-install's master.ign, worker.ign and bootstrap.ign.
@@ -108,19 +110,21 @@ func (t *Tenant) resolve(ctx context.Context, mgmt client.Client, host string) (
 
 // rhcosBoot plays what an RHCOS guest does with its Ignition before the kubelet starts: it returns
 // the node name, or an error while it cannot boot (a pointer config whose machine-config server does
-// not resolve yet is retried, as Ignition retries the fetch).
-func (t *Tenant) rhcosBoot(ctx context.Context, mgmt client.Client, v *vmi, userData []byte) (string, error) {
+// not resolve yet is retried, as Ignition retries the fetch). machine names the VMI or host in errors;
+// hostname is what the guest is called when its config sets no /etc/hostname (a VM: its config
+// drive's hostname; a host: the one its network gives it).
+func (t *Tenant) rhcosBoot(ctx context.Context, mgmt client.Client, machine, hostname string, userData []byte) (string, error) {
 	info, err := ignition.Validate(userData)
 	if err != nil {
-		return "", fmt.Errorf("VMI %s: Ignition failed: %w", v.Name, err)
+		return "", fmt.Errorf("%s: Ignition failed: %w", machine, err)
 	}
 	if err := info.RequireV3(); err != nil {
-		return "", fmt.Errorf("VMI %s: RHCOS reads Ignition spec 3 only: %w", v.Name, err)
+		return "", fmt.Errorf("%s: RHCOS reads Ignition spec 3 only: %w", machine, err)
 	}
 	for _, source := range info.PointerURLs {
 		u, err := url.Parse(source)
 		if err != nil {
-			return "", fmt.Errorf("VMI %s: Ignition pointer %q: %w", v.Name, source, err)
+			return "", fmt.Errorf("%s: Ignition pointer %q: %w", machine, source, err)
 		}
 		addrs, err := t.resolve(ctx, mgmt, u.Hostname())
 		if err != nil {
@@ -133,12 +137,12 @@ func (t *Tenant) rhcosBoot(ctx context.Context, mgmt client.Client, v *vmi, user
 			}
 		}
 		if !fetched {
-			return "", fmt.Errorf("VMI %s: Ignition is fetching %s: no machine-config server there yet (resolves to %v)", v.Name, source, addrs)
+			return "", fmt.Errorf("%s: Ignition is fetching %s: no machine-config server there yet (resolves to %v)", machine, source, addrs)
 		}
 	}
 	cfg, _, err := ignconfig.Parse(userData)
 	if err != nil {
-		return "", fmt.Errorf("VMI %s: Ignition failed: %w", v.Name, err)
+		return "", fmt.Errorf("%s: Ignition failed: %w", machine, err)
 	}
 	for _, f := range cfg.Storage.Files {
 		if f.Path != ignition.HostnamePath || f.Contents.Source == nil {
@@ -146,10 +150,9 @@ func (t *Tenant) rhcosBoot(ctx context.Context, mgmt client.Client, v *vmi, user
 		}
 		du, err := dataurl.DecodeString(*f.Contents.Source)
 		if err != nil {
-			return "", fmt.Errorf("VMI %s: reading %s from its Ignition: %w", v.Name, f.Path, err)
+			return "", fmt.Errorf("%s: reading %s from its Ignition: %w", machine, f.Path, err)
 		}
 		return strings.TrimSpace(string(du.Data)), nil
 	}
-	// No hostname file: NetworkManager takes the one of the config drive's metadata.
-	return ignition.ConfigDriveHostname(v.Name, v.Spec.Hostname), nil
+	return hostname, nil
 }

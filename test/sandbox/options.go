@@ -31,10 +31,14 @@ const (
 	// ignition, one control-plane VM per Infra cluster, one MachineDeployment of worker VMs per Infra
 	// cluster.
 	FlavorOpenShiftHA Flavor = "openshift-ha"
+	// FlavorOpenShiftBareMetalWorkers is cluster-template-openshift-baremetal-workers.yaml: an
+	// OpenShift tenant from installer ignition, control-plane VMs and Metal3 bare-metal workers in one
+	// Infra cluster.
+	FlavorOpenShiftBareMetalWorkers Flavor = "openshift-baremetal-workers"
 )
 
 // Flavors lists every flavor, for flag help.
-var Flavors = []Flavor{FlavorHA, FlavorDefault, FlavorBareMetalWorkers, FlavorOpenShift, FlavorOpenShiftHA}
+var Flavors = []Flavor{FlavorHA, FlavorDefault, FlavorBareMetalWorkers, FlavorOpenShift, FlavorOpenShiftHA, FlavorOpenShiftBareMetalWorkers}
 
 // spreadsWorkers reports whether the flavor has one MachineDeployment per Infra cluster, over which
 // the sandbox spreads the tenant's workers.
@@ -49,7 +53,7 @@ func (f Flavor) TemplateFile() (string, error) {
 		return filepath.Join("templates", "cluster-template.yaml"), nil
 	case FlavorBareMetalWorkers:
 		return filepath.Join("templates", "cluster-template-baremetal-workers.yaml"), nil
-	case FlavorOpenShift, FlavorOpenShiftHA:
+	case FlavorOpenShift, FlavorOpenShiftHA, FlavorOpenShiftBareMetalWorkers:
 		return filepath.Join("templates", "cluster-template-"+string(f)+".yaml"), nil
 	}
 	return "", fmt.Errorf("unknown flavor %q: want one of %v", f, Flavors)

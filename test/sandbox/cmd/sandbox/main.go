@@ -40,7 +40,7 @@ func run() error {
 		workers       = flag.Int("workers", 3, "worker machines in all (the ha flavor spreads them over one MachineDeployment per Infra cluster)")
 		controlPlanes = flag.Int("control-planes", 0, "control-plane machines (default 3 for ha, else 1)")
 		nodesPerInfra = flag.Int("nodes-per-infra", 4, "fake KubeVirt-capable nodes per Infra cluster")
-		hostsPerInfra = flag.Int("hosts-per-infra", 0, "Metal3 BareMetalHosts per Infra cluster (default: --workers+1 for baremetal-workers)")
+		hostsPerInfra = flag.Int("hosts-per-infra", 0, "Metal3 BareMetalHosts per Infra cluster (default: --workers+1 for the baremetal-workers flavors)")
 		bootDelay     = flag.Duration("boot-delay", 2*time.Second, "time a simulated VM takes to boot once its launcher pod is bound")
 		untilReady    = flag.Bool("until-ready", false, "exit 0 after the final table, instead of running until interrupted")
 		timeout       = flag.Duration("timeout", 5*time.Minute, "with --until-ready: how long the tenant may take to be ready")
@@ -66,7 +66,7 @@ func run() error {
 	klog.SetLogger(log)
 
 	hosts := *hostsPerInfra
-	if hosts == 0 && sandbox.Flavor(*flavor) == sandbox.FlavorBareMetalWorkers {
+	if f := sandbox.Flavor(*flavor); hosts == 0 && (f == sandbox.FlavorBareMetalWorkers || f == sandbox.FlavorOpenShiftBareMetalWorkers) {
 		hosts = *workers + 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
