@@ -6,17 +6,21 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
+	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 )
@@ -238,4 +242,42 @@ func stopAPIServer(t *testing.T, env *envtest.Environment) (restart func()) {
 		NewWithT(t).Expect(env.StartAPIServer()).To(Succeed())
 		stopped = false
 	}
+}
+
+// sweepsWindow covers five full probes, so five sweeps, at the suite's 1 s probe interval (a full
+// probe every sixth) with margin for a loaded machine.
+const sweepsWindow = 33 * time.Second
+
+// vmUIDs reads the UID of each NestMachine's VM in the Infra cluster c.
+func vmUIDs(g Gomega, c client.Client, ns string, nms ...*infrav1.NestMachine) map[string]types.UID {
+	uids := map[string]types.UID{}
+	for _, nm := range nms {
+		vm := &kubevirtv1.VirtualMachine{}
+		g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, vm)).To(Succeed())
+		g.Expect(vm.DeletionTimestamp).To(BeNil(), "VM %s is being deleted", vm.Name)
+		uids[vm.Name] = vm.UID
+	}
+	return uids
+}
+
+// secondManagement starts a second management API server and a manager of the provider on it, with
+// another identity, registering the three Infra clusters of the suite with their own tenant namespace
+// prefix.
+func secondManagement(t *testing.T, id ownership.Identity, prefix string) client.Client {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	env, err := envtest.Start(envtest.Options{CRDs: envtest.Management})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = env.Stop() })
+	g.Expect(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: providerNamespace}})).To(Succeed())
+	for i, name := range threeInfras {
+		registerInfraClusterOn(t, env.Client, name, topo.Infras[i], &infrav1.AllowedNamespaces{}, func(ic *infrav1.InfraCluster) {
+			ic.Spec.TenantNamespacePrefix = prefix
+		})
+	}
+	stop, err := startManagerOn(ctx, env.Config, id)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(stop)
+	return env.Client
 }

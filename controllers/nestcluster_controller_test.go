@@ -95,52 +95,6 @@ func TestNamespaceNotAllowedNeverGetsTheFailureDomain(t *testing.T) {
 	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
 }
 
-func TestKubeconfigRotationSwitchesTheConnection(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ensureThreeInfras(t)
-	registerInfraCluster(t, "rotating", topo.Infras[0], &infrav1.AllowedNamespaces{})
-	_, first := newTenant(t, "rotating")
-	g.Eventually(func(g Gomega) {
-		g.Expect(topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(first)}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "before rotation the tenant namespace is made in the first Infra API server")
-
-	secret := topo.Infras[2].KubeconfigSecret(providerNamespace, "rotating-kubeconfig")
-	g.Expect(mgmt.Update(ctx, secret)).To(Succeed())
-
-	_, second := newTenant(t, "rotating")
-	g.Eventually(func(g Gomega) {
-		g.Expect(topo.Infras[2].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "after rotation the connection reaches the API server of the new kubeconfig")
-	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})
-	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "nothing goes to the old API server after rotation, got %v", err)
-}
-
-func TestBrokenKubeconfigIsAConditionNotACrash(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ic := &infrav1.InfraCluster{
-		ObjectMeta: metav1.ObjectMeta{Name: "broken"},
-		Spec:       infrav1.InfraClusterSpec{KubeconfigSecretRef: &infrav1.SecretKeyReference{Name: "broken-kubeconfig"}, Probe: &infrav1.ProbeSpec{IntervalSeconds: 1, TimeoutSeconds: 1}},
-	}
-	g.Expect(mgmt.Create(ctx, ic)).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		get(g, ic)
-		c := conditions.Get(ic, infrav1.ReachableCondition)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(infrav1.KubeconfigSecretNotFoundReason))
-		g.Expect(c.Message).To(ContainSubstring("nest-system/broken-kubeconfig not found"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
-
-	g.Expect(mgmt.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: providerNamespace, Name: "broken-kubeconfig"},
-		Data: map[string][]byte{"value": []byte("not: [a kubeconfig")}})).To(Succeed())
-	g.Eventually(func(g Gomega) {
-		get(g, ic)
-		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.KubeconfigInvalidReason))
-		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "a Secret change is noticed through the Secret watch")
-}
-
 // TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack stops an Infra API server.
 // The bound: probe interval (1 s) + timeout (1 s) + a reconcile; we allow 10 s.
 func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -21,7 +20,6 @@ import (
 
 	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 	"github.com/nestcapi/cluster-api-provider-nest/internal/kubevirt"
-	"github.com/nestcapi/cluster-api-provider-nest/internal/ownership"
 	"github.com/nestcapi/cluster-api-provider-nest/test/envtest"
 )
 
@@ -239,39 +237,6 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 		// has finished its deletion.
 	}, 90*time.Second, 200*time.Millisecond).Should(Succeed())
 	expectNothingLeft(t, topo.Infras[2].Client, ns, nm)
-}
-
-// TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnected covers an object
-// whose NestMachine went away without recording it (a crash between creating it and writing
-// status): no outage brings a sweep, the periodic one does.
-func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnected(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	_, nc := provisionedTenant(t)
-	ns := tenantNamespace(nc)
-	c := infraEnv("infra-c").Client
-	g.Eventually(func(g Gomega) {
-		g.Expect(c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the NestCluster made its tenant namespace")
-
-	gone := ownership.Owner{Kind: ownership.KindNestMachine, Namespace: nc.Namespace, Name: "gone-machine", UID: "3b0f1d5e-0000-4000-8000-000000000000", NestCluster: nc.Name}
-	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-bootstrap",
-		Labels: ownership.Labels(identity, gone), Annotations: ownership.Annotations(gone)}}
-	g.Expect(c.Create(ctx, stray)).To(Succeed())
-	othersStray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-of-another-management-cluster",
-		Labels: ownership.Labels("mgmt-other", gone), Annotations: ownership.Annotations(gone)}}
-	g.Expect(c.Create(ctx, othersStray)).To(Succeed())
-	kept := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-ours", Labels: map[string]string{
-		infrav1.NestMachineNameLabel: "gone-machine",
-	}}}
-	g.Expect(c.Create(ctx, kept)).To(Succeed())
-
-	// Full probes come every sixth probe: every 6 s at this suite's 1 s interval.
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(stray), &corev1.Secret{}))
-	}, 30*time.Second, 200*time.Millisecond).Should(BeTrue(), "the sweeper deletes the object of a NestMachine that no longer exists")
-	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.Secret{})).To(Succeed(), "an object without the provider's managed-by label is never swept")
-	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(othersStray), &corev1.Secret{})).To(Succeed(), "another management cluster's object is never swept")
 }
 
 // A paused Cluster (clusterctl move pauses it) stops its NestMachines before they create anything;

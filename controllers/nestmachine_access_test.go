@@ -2,7 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -27,80 +26,6 @@ func eventReasons(g Gomega, name string) []string {
 		reasons = append(reasons, e.Reason)
 	}
 	return reasons
-}
-
-// An Infra cluster behind a flapping network (one probe in three fails) keeps its failure domain and
-// its tenants' machines; one that stays down past spec.probe.failureThreshold loses it and gets it
-// back once a probe succeeds. Every transition is an event.
-func TestAFlappingInfraClusterKeepsItsFailureDomainAndALostOneComesBack(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ensureThreeInfras(t)
-	env := infraEnv("infra-b")
-	proxy, err := env.StartProxy()
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = proxy.Close() })
-	name := uniqueName("flapping")
-	secret, err := proxy.KubeconfigSecret(env, providerNamespace, name+"-kubeconfig")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(mgmt.Create(ctx, secret)).To(Succeed())
-	ic := &infrav1.InfraCluster{}
-	ic.Name = name
-	ic.Spec = infrav1.InfraClusterSpec{
-		KubeconfigSecretRef: &infrav1.SecretKeyReference{Name: name + "-kubeconfig"},
-		AllowedNamespaces:   &infrav1.AllowedNamespaces{},
-		Probe:               &infrav1.ProbeSpec{IntervalSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 3},
-	}
-	g.Expect(mgmt.Create(ctx, ic)).To(Succeed())
-	_, nc := newTenant(t, "infra-a", name)
-	hasDomain := func(g Gomega) bool {
-		return slices.Contains(failureDomainNames(get(g, nc).(*infrav1.NestCluster)), name)
-	}
-	g.Eventually(hasDomain, 30*time.Second, 200*time.Millisecond).Should(BeTrue(), "the Infra cluster behind the proxy becomes a failure domain")
-
-	// One probe in three fails: down for one probe interval out of every three.
-	flapping, stop, stopped := time.NewTicker(3*time.Second), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		defer flapping.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-flapping.C:
-				proxy.SetDown(true)
-				time.Sleep(1100 * time.Millisecond)
-				proxy.SetDown(false)
-			}
-		}
-	}()
-	g.Consistently(func(g Gomega) {
-		g.Expect(conditions.IsTrue(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue(), "Ready: %s", conditions.GetMessage(ic, infrav1.ReadyCondition))
-		g.Expect(hasDomain(g)).To(BeTrue(), "the failure domain stays")
-	}, 15*time.Second, 200*time.Millisecond).Should(Succeed())
-	close(stop)
-	<-stopped
-	g.Eventually(func(g Gomega) []string { return eventReasons(g, name) }, 10*time.Second, 200*time.Millisecond).
-		Should(ContainElement(infrav1.ProbeFailingReason), "the failing probes were an event")
-	g.Expect(eventReasons(g, name)).NotTo(ContainElement(infrav1.BecameUnavailableReason), "a blip never made it unavailable")
-
-	proxy.SetDown(true)
-	g.Eventually(func(g Gomega) {
-		get(g, ic)
-		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
-		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.ProbeFailedReason))
-		g.Expect(hasDomain(g)).To(BeFalse(), "an unavailable Infra cluster leaves the failure domains")
-		g.Expect(eventReasons(g, name)).To(ContainElement(infrav1.BecameUnavailableReason))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
-
-	proxy.SetDown(false)
-	g.Eventually(func(g Gomega) {
-		get(g, ic)
-		g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue())
-		g.Expect(hasDomain(g)).To(BeTrue(), "back after one successful probe")
-		g.Expect(ptr.Deref(get(g, nc).(*infrav1.NestCluster).Status.Initialization.Provisioned, false)).To(BeTrue())
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
-	g.Expect(eventReasons(g, name)).To(ContainElement(infrav1.BecameAvailableReason))
 }
 
 // Removing a namespace from an InfraCluster's allowedNamespaces stops new machines of its tenants
