@@ -381,6 +381,11 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
+// setNestClusterReady sets Ready. It is not CAPI's conditions.SetSummaryCondition over the other
+// conditions, on purpose: a NestCluster stays Ready while its endpoint is known and at least one of
+// its Infra clusters is usable. Losing one of three Infra clusters is what the HA design survives: it
+// shows as InfraClustersReady False (and the lost failure domain), not as a tenant whose
+// infrastructure is down; a summary, which any False condition turns False, would say the latter.
 func setNestClusterReady(nc *infrav1.NestCluster) {
 	switch {
 	case !ptr.Deref(nc.Status.Initialization.Provisioned, false):
