@@ -10,6 +10,7 @@ import (
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	clusterctlv1 "sigs.k8s.io/cluster-api/cmd/clusterctl/api/v1alpha3"
@@ -102,7 +103,12 @@ func handOver(ctx context.Context, conn *infra.Connection, id ownership.Identity
 			errs = append(errs, fmt.Errorf("listing %T in Infra cluster %s: %w", l, conn.Name, err))
 			continue
 		}
-		for _, o := range itemsOf(l) {
+		objs, err := objectsOf(l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, o := range objs {
 			have, ok := ownership.OwnerOf(o)
 			if !ok || !have.Same(owner) || (owner.UID != "" && have.UID != owner.UID) || !ownership.HandOver(o, id) {
 				continue
@@ -117,20 +123,21 @@ func handOver(ctx context.Context, conn *infra.Connection, id ownership.Identity
 	return handed, errors.Join(errs...)
 }
 
-func itemsOf(l client.ObjectList) []client.Object {
-	switch l := l.(type) {
-	case *kubevirtv1.VirtualMachineList:
-		return ptrs(l.Items)
-	case *bmov1alpha1.BareMetalHostList:
-		return ptrs(l.Items)
-	case *corev1.SecretList:
-		return ptrs(l.Items)
-	case *corev1.ServiceList:
-		return ptrs(l.Items)
-	case *corev1.NamespaceList:
-		return ptrs(l.Items)
+// objectsOf is the items of a typed list, as pointers into it.
+func objectsOf(l client.ObjectList) ([]client.Object, error) {
+	items, err := meta.ExtractList(l)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	objs := make([]client.Object, 0, len(items))
+	for _, item := range items {
+		o, ok := item.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("%T in %T is not an object", item, l)
+		}
+		objs = append(objs, o)
+	}
+	return objs, nil
 }
 
 // handOverMachine hands over what a NestMachine moved away made: its VM or host and their Secrets.

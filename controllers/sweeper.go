@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -18,7 +19,6 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
-	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/annotations"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -69,18 +69,6 @@ func recordOrphan(ctx context.Context, c client.Client, ic *infrav1.InfraCluster
 		latest.Status.Orphans = append(latest.Status.Orphans, o)
 		return c.Status().Patch(ctx, latest, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	})
-}
-
-func itemCount(l client.ObjectList) (int, error) {
-	switch l := l.(type) {
-	case *corev1.SecretList:
-		return len(l.Items), nil
-	case *kubevirtv1.VirtualMachineList:
-		return len(l.Items), nil
-	case *cdiv1beta1.DataVolumeList:
-		return len(l.Items), nil
-	}
-	return 0, fmt.Errorf("unexpected list %T", l)
 }
 
 // sweeper deletes, in connected Infra clusters, what this management cluster made and no owner claims
@@ -169,7 +157,12 @@ func (sw *sweeper) mine(ctx context.Context, conn *infra.Connection) ([]client.O
 			errs = append(errs, fmt.Errorf("listing %T in Infra cluster %s: %w", l, conn.Name, err))
 			continue
 		}
-		objs = append(objs, itemsOf(l)...)
+		items, err := objectsOf(l)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		objs = append(objs, items...)
 	}
 	// Namespaces last: a namespace goes only once what is in it has.
 	slices.SortStableFunc(objs, func(a, b client.Object) int {
@@ -317,32 +310,10 @@ func orphanGrace(ic *infrav1.InfraCluster) time.Duration {
 // read before defaulting (tests that build them in memory).
 const defaultOrphanGracePeriodSeconds = 300
 
-// kindOf names the kind of a remote object as status.orphans records it.
+// kindOf names the kind of a remote object as status.orphans records it: its Go type's name, which
+// is its Kubernetes kind (VirtualMachine, BareMetalHost, Namespace, Secret, Service).
 func kindOf(o client.Object) string {
-	switch o.(type) {
-	case *kubevirtv1.VirtualMachine:
-		return "VirtualMachine"
-	case *bmov1alpha1.BareMetalHost:
-		return hostKind
-	case *corev1.Namespace:
-		return "Namespace"
-	case *corev1.Secret:
-		return "Secret"
-	case *corev1.Service:
-		return "Service"
-	}
-	return fmt.Sprintf("%T", o)
-}
-
-func ptrs[T any, PT interface {
-	*T
-	client.Object
-}](items []T) []client.Object {
-	out := make([]client.Object, 0, len(items))
-	for i := range items {
-		out = append(out, PT(&items[i]))
-	}
-	return out
+	return reflect.Indirect(reflect.ValueOf(o)).Type().Name()
 }
 
 // remainingOrphans keeps the recorded orphans that still exist in the Infra cluster (their owner may

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -140,7 +141,7 @@ func tenantNamespaceEmpty(ctx context.Context, conn *infra.Connection, namespace
 		if err := c.List(ctx, l, client.InNamespace(namespace), managed); err != nil {
 			return false, fmt.Errorf("listing %T in namespace %s of Infra cluster %s: %w", l, namespace, conn.Name, err)
 		}
-		if n, _ := itemCount(l); n > 0 {
+		if meta.LenList(l) > 0 {
 			return false, nil
 		}
 	}
