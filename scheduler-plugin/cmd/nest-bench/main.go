@@ -1,28 +1,39 @@
 // Command nest-bench compares how scheduler profiles pack KubeVirt VMs, scheduler_perf style: the
 // real scheduler over fake nodes, under three profiles (stock LeastAllocated, stock MostAllocated,
-// nest-scheduler).
+// nest-scheduler), and any variants of nest-scheduler's profile given with --variants or
+// --compare, measured side by side in one run.
 //
 // Two sets of workloads. The small-VM set (uniform, mix, churn: 1–4 vCPU VMs on 64-CPU nodes)
 // runs once per profile and prints
 //
-//	BENCH scheduler workload=<w> profile=<p> nodes_used=<n> lower_bound=<b> offline_ffd=<o> ratio=<n/b> pods_per_s=<r>
+//	BENCH scheduler workload=<w> profile=<p> nodes_used=<n> lower_bound=<b> offline_ffd=<o> ratio=<n/b> [nodes_after_consolidation=<c> migrations=<m>] pods_per_s=<r>
 //
 // The nested-OpenShift set (tenants, tenants-skewed, bulk, fragment, hetero, tenant-churn: 8–16
 // vCPU VMs on 48-CPU nodes, see internal/bench) runs every seed several times per profile and
 // prints one line per workload and profile with means over the runs, and the comparison with
 // stock MostAllocated: the mean difference in nodes, and the worst seed (mean over its repeats).
 //
-//	BENCH scheduler workload=<w> profile=<p> runs=<k> nodes_used=<mean> lower_bound=<mean> offline_ffd=<mean> ratio_offline=<n/o> vs_most_allocated=<±%> worst_seed_vs_most_allocated=<±nodes> pods_per_s=<mean>
+//	BENCH scheduler workload=<w> profile=<p> runs=<k> nodes_used=<mean> lower_bound=<mean> offline_ffd=<mean> ratio_offline=<n/o> vs_most_allocated=<±%> worst_seed_vs_most_allocated=<±nodes> [nodes_after_consolidation=<mean> migrations=<mean>] pods_per_s=<mean>
+//
+// then one summary line per profile over those workloads:
+//
+//	BENCH scheduler summary profile=<p> workloads=<k> vs_most_allocated_mean=<±%> vs_most_allocated_one_size_nodes=<±%> seeds_worse_than_most_allocated=<i>/<j> pods_per_s_vs_most_allocated=<ratio>
+//
+// The consolidation figures appear for workloads that delete VMs: consolidation.PlanMigrations
+// run over the final placement until it moves nothing (internal/bench Consolidate).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/pkg/scheduler/apis/config"
@@ -66,7 +77,9 @@ type options struct {
 	uniform, mix       int
 	seed               uint64
 	seeds, repeats     int
+	tenants            int
 	workloads, verbose string
+	compare, variants  string
 }
 
 func main() {
@@ -79,8 +92,11 @@ func main() {
 	flag.IntVar(&o.mix, "mix", 1000, "VMs in the mix workload")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the small-VM mix and churn workloads")
 	flag.IntVar(&o.seeds, "seeds", 8, "seeds of each nested-OpenShift workload (1..seeds)")
+	flag.IntVar(&o.tenants, "tenants", 40, "tenants of each nested-OpenShift workload; the nodes scale with them")
 	flag.IntVar(&o.repeats, "repeats", 2, "runs of each nested-OpenShift workload and seed (ties are broken at random)")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run; empty runs all")
+	flag.StringVar(&o.compare, "compare", "", "extra profiles measured side by side, as comma-separated name=path of scheduler ConfigMap manifests (a variant of the shipped one)")
+	flag.StringVar(&o.variants, "variants", "", "variants of the nest-scheduler profile measured side by side, comma-separated: "+strings.Join(slices.Sorted(maps.Keys(variants)), ", "))
 	flag.StringVar(&o.verbose, "runs", "", "also print one BENCH-RUN line per run of these comma-separated workloads ('all' for every one)")
 	flag.Parse()
 	klog.SetOutput(os.Stderr)
@@ -92,7 +108,7 @@ func main() {
 }
 
 func run(o options) error {
-	profiles, err := loadProfiles(o.configMap)
+	profiles, err := loadProfiles(o.configMap, o.compare, o.variants)
 	if err != nil {
 		return err
 	}
@@ -117,12 +133,16 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("BENCH scheduler workload=%s profile=%s nodes_used=%d lower_bound=%d offline_ffd=%d ratio=%.3f pods_per_s=%.0f\n",
-				w.Name, p.name, res.NodesUsed, res.LowerBound, res.OfflineFFD, res.Ratio(), res.PodsPerSecond)
+			fmt.Printf("BENCH scheduler workload=%s profile=%s nodes_used=%d lower_bound=%d offline_ffd=%d ratio=%.3f%s pods_per_s=%.0f\n",
+				w.Name, p.name, res.NodesUsed, res.LowerBound, res.OfflineFFD, res.Ratio(), consolidated(w, float64(res.Consolidated.NodesUsed), float64(res.Consolidated.Migrations)), res.PodsPerSecond)
 		}
 	}
 
-	for _, gen := range openShiftWorkloads() {
+	overall := map[string]*acrossWorkloads{}
+	for _, p := range profiles {
+		overall[p.name] = &acrossWorkloads{}
+	}
+	for _, gen := range openShiftWorkloads(o.tenants) {
 		name := gen(1).Name
 		if !selected(name, o.workloads) {
 			continue
@@ -140,9 +160,10 @@ func run(o options) error {
 						return err
 					}
 					stats[p.name].add(int(seed), res)
+					stats[p.name].mixedNodes = mixedSizes(w.Nodes)
 					if selected(name, o.verbose) && o.verbose != "" {
-						fmt.Printf("BENCH-RUN scheduler workload=%s profile=%s seed=%d repeat=%d nodes_used=%d lower_bound=%d offline_ffd=%d pods_per_s=%.0f\n",
-							name, p.name, seed, rep, res.NodesUsed, res.LowerBound, res.OfflineFFD, res.PodsPerSecond)
+						fmt.Printf("BENCH-RUN scheduler workload=%s profile=%s seed=%d repeat=%d nodes_used=%d lower_bound=%d offline_ffd=%d%s pods_per_s=%.0f\n",
+							name, p.name, seed, rep, res.NodesUsed, res.LowerBound, res.OfflineFFD, consolidated(w, float64(res.Consolidated.NodesUsed), float64(res.Consolidated.Migrations)), res.PodsPerSecond)
 					}
 				}
 			}
@@ -150,27 +171,71 @@ func run(o options) error {
 		base := stats[mostAllocated]
 		for _, p := range profiles {
 			s := stats[p.name]
-			fmt.Printf("BENCH scheduler workload=%s profile=%s runs=%d nodes_used=%.1f lower_bound=%.1f offline_ffd=%.1f ratio_offline=%.3f vs_most_allocated=%+.1f%% worst_seed_vs_most_allocated=%+.1f pods_per_s=%.0f\n",
+			fmt.Printf("BENCH scheduler workload=%s profile=%s runs=%d nodes_used=%.1f lower_bound=%.1f offline_ffd=%.1f ratio_offline=%.3f vs_most_allocated=%+.1f%% worst_seed_vs_most_allocated=%+.1f%s pods_per_s=%.0f\n",
 				name, p.name, s.runs, s.mean(s.nodes), s.mean(s.bound), s.mean(s.offline), s.mean(s.nodes)/s.mean(s.offline),
-				100*(s.mean(s.nodes)/base.mean(base.nodes)-1), s.worstAgainst(base), s.mean(s.podsPerSecond))
+				100*(s.mean(s.nodes)/base.mean(base.nodes)-1), s.worstAgainst(base), consolidated(gen(1), s.mean(s.consolidated), s.mean(s.migrations)), s.mean(s.podsPerSecond))
+			overall[p.name].add(s, base)
+		}
+	}
+	for _, p := range profiles {
+		if a := overall[p.name]; a.workloads > 0 {
+			fmt.Printf("BENCH scheduler summary profile=%s workloads=%d vs_most_allocated_mean=%+.1f%% vs_most_allocated_one_size_nodes=%+.1f%% seeds_worse_than_most_allocated=%d/%d pods_per_s_vs_most_allocated=%.2f\n",
+				p.name, a.workloads, 100*a.vs/float64(a.workloads), 100*a.vsOneSize/float64(max(a.oneSize, 1)), a.seedsWorse, a.seeds, a.throughput/float64(a.workloads))
 		}
 	}
 	return nil
 }
 
-// openShiftWorkloads are the nested-OpenShift workloads, each as a function of its seed: 48-CPU /
-// 192Gi nodes (hetero: a third each of 32/128, 48/192 and 64/256), 40 tenants of 3 control-plane
-// VMs and 2–6 workers.
-func openShiftWorkloads() []func(seed uint64) bench.Workload {
-	nodes := bench.Nodes(120, allocatable("48", "192Gi"))
-	return []func(uint64) bench.Workload{
-		func(seed uint64) bench.Workload { return bench.Tenants(40, seed, nodes) },
-		func(seed uint64) bench.Workload { return bench.TenantsSkewed(40, seed, nodes) },
-		func(seed uint64) bench.Workload { return bench.Bulk(40, 10, seed, nodes) },
-		func(seed uint64) bench.Workload { return bench.Fragment(150, 100, seed, nodes) },
-		func(seed uint64) bench.Workload { return bench.Hetero(40, seed, heteroNodes(150)) },
-		func(seed uint64) bench.Workload { return bench.TenantChurn(30, 4, 10, seed, nodes) },
+// acrossWorkloads sums one profile's comparison with stock MostAllocated over the nested-OpenShift
+// workloads: the mean relative difference in nodes used (over all of them, and over those on
+// nodes of one size, where MostAllocated does not open small nodes first), the seeds where it
+// used more nodes, and the throughput ratio.
+type acrossWorkloads struct {
+	workloads, oneSize, seeds, seedsWorse int
+	vs, vsOneSize, throughput             float64
+}
+
+func (a *acrossWorkloads) add(s, base *summary) {
+	vs := s.mean(s.nodes)/base.mean(base.nodes) - 1
+	a.workloads++
+	a.vs += vs
+	if !s.mixedNodes {
+		a.oneSize++
+		a.vsOneSize += vs
 	}
+	a.throughput += s.mean(s.podsPerSecond) / base.mean(base.podsPerSecond)
+	for seed, runs := range s.bySeed {
+		a.seeds++
+		if meanOf(runs) > meanOf(base.bySeed[seed]) {
+			a.seedsWorse++
+		}
+	}
+}
+
+// openShiftWorkloads are the nested-OpenShift workloads, each as a function of its seed, for n
+// tenants (the figures in docs/scheduler.md use 40): 3n nodes of 48 CPUs / 192Gi (hetero: 3.75n
+// nodes, a third each of 32/128, 48/192 and 64/256), tenants of 3 control-plane VMs and 2–6
+// workers; fragment sends 3.75n small VMs then 2.5n large ones; tenant-churn starts 3n/4
+// tenants and creates n/4 in each of its 4 waves.
+func openShiftWorkloads(n int) []func(seed uint64) bench.Workload {
+	nodes := bench.Nodes(3*n, allocatable("48", "192Gi"))
+	return []func(uint64) bench.Workload{
+		func(seed uint64) bench.Workload { return bench.Tenants(n, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.TenantsSkewed(n, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Bulk(n, 10, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Fragment(n*15/4, n*5/2, seed, nodes) },
+		func(seed uint64) bench.Workload { return bench.Hetero(n, seed, heteroNodes(n*15/4)) },
+		func(seed uint64) bench.Workload { return bench.TenantChurn(n*3/4, 4, n/4, seed, nodes) },
+	}
+}
+
+// consolidated formats the consolidation figures of a workload that deletes VMs, and nothing
+// for the others.
+func consolidated(w bench.Workload, nodes, migrations float64) string {
+	if !w.Deletes() {
+		return ""
+	}
+	return fmt.Sprintf(" nodes_after_consolidation=%.1f migrations=%.1f", nodes, migrations)
 }
 
 func heteroNodes(n int) []*v1.Node {
@@ -191,9 +256,12 @@ func allocatable(cpu, memory string) v1.ResourceList {
 }
 
 func runOnce(ctx context.Context, p namedProfile, registry frameworkruntime.Registry, w bench.Workload) (bench.Result, error) {
-	res, err := bench.Run(ctx, p.profile, registry, w.Nodes, w)
+	res, err := bench.Run(ctx, p.profile, registry, w.Nodes, w, p.options)
 	if err != nil {
 		return res, fmt.Errorf("workload %s, profile %s: %w", w.Name, p.name, err)
+	}
+	if res.SpreadViolations > 0 {
+		return res, fmt.Errorf("workload %s, profile %s: %d control-plane VMs share a node with one of their tenant's", w.Name, p.name, res.SpreadViolations)
 	}
 	if res.Pending > 0 {
 		return res, fmt.Errorf("workload %s, profile %s: %d VMs left pending; add nodes", w.Name, p.name, res.Pending)
@@ -201,10 +269,22 @@ func runOnce(ctx context.Context, p namedProfile, registry frameworkruntime.Regi
 	return res, nil
 }
 
+// mixedSizes tells whether the nodes differ in allocatable.
+func mixedSizes(nodes []*v1.Node) bool {
+	for _, n := range nodes[1:] {
+		if !equality.Semantic.DeepEqual(n.Status.Allocatable, nodes[0].Status.Allocatable) {
+			return true
+		}
+	}
+	return false
+}
+
 // summary accumulates the runs of one workload under one profile.
 type summary struct {
+	mixedNodes                           bool
 	runs                                 int
 	nodes, bound, offline, podsPerSecond float64
+	consolidated, migrations             float64
 	// bySeed sums nodes used per seed, over its repeats.
 	bySeed map[int][]int
 }
@@ -218,6 +298,8 @@ func (s *summary) add(seed int, r bench.Result) {
 	s.bound += float64(r.LowerBound)
 	s.offline += float64(r.OfflineFFD)
 	s.podsPerSecond += r.PodsPerSecond
+	s.consolidated += float64(r.Consolidated.NodesUsed)
+	s.migrations += float64(r.Consolidated.Migrations)
 	s.bySeed[seed] = append(s.bySeed[seed], r.NodesUsed)
 }
 
@@ -246,11 +328,35 @@ func meanOf(v []int) float64 {
 type namedProfile struct {
 	name    string
 	profile config.KubeSchedulerProfile
+	options bench.RunOptions
+}
+
+// variants derive a variant of the nest-scheduler profile, for the choice of where the
+// control-plane spread rule lives (docs/scheduler.md): with only one of the two rules that enforce
+// it, NestPacking's filter and the pod anti-affinity the provider renders on control-plane VMs
+// (which InterPodAffinity enforces).
+var variants = map[string]func(*namedProfile){
+	// NestPacking's filter only: InterPodAffinity off, so the VMs' anti-affinity goes unread.
+	"no-interpod-affinity": func(p *namedProfile) {
+		// The profile is already defaulted: the default plugins are listed as enabled, and a
+		// Disabled entry would only have counted while merging with the defaults.
+		p.profile.Plugins.MultiPoint.Enabled = slices.DeleteFunc(p.profile.Plugins.MultiPoint.Enabled, func(pl config.Plugin) bool { return pl.Name == "InterPodAffinity" })
+	},
+	// The anti-affinity only: NestPacking scores but does not filter.
+	"no-nest-filter": func(p *namedProfile) {
+		p.profile.Plugins.PreFilter.Disabled = append(p.profile.Plugins.PreFilter.Disabled, config.Plugin{Name: nestpacking.Name})
+		p.profile.Plugins.Filter.Disabled = append(p.profile.Plugins.Filter.Disabled, config.Plugin{Name: nestpacking.Name})
+	},
+	// NestPacking's filter only: control-plane VMs rendered without the anti-affinity,
+	// InterPodAffinity kept for whatever affinity a VM sets itself.
+	"spread-by-plugin": func(p *namedProfile) {
+		p.options.SpreadByPlugin = true
+	},
 }
 
 // loadProfiles returns the three profiles compared, each decoded and defaulted the way
 // kube-scheduler does it; nest-scheduler's comes from the shipped ConfigMap.
-func loadProfiles(configMap string) ([]namedProfile, error) {
+func loadProfiles(configMap, compare, variantNames string) ([]namedProfile, error) {
 	stock, err := schedconfig.Decode([]byte(stockConfig))
 	if err != nil {
 		return nil, err
@@ -263,9 +369,36 @@ func loadProfiles(configMap string) ([]namedProfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []namedProfile{
+	profiles := []namedProfile{
 		{name: "stock-least-allocated", profile: stock.Profiles[0]},
 		{name: mostAllocated, profile: most.Profiles[0]},
 		{name: "nest-scheduler", profile: nest.Profiles[0]},
-	}, nil
+	}
+	for _, name := range strings.Split(variantNames, ",") {
+		if name == "" {
+			continue
+		}
+		derive, ok := variants[name]
+		if !ok {
+			return nil, fmt.Errorf("--variants: no variant %q", name)
+		}
+		v := namedProfile{name: name, profile: *nest.Profiles[0].DeepCopy()}
+		derive(&v)
+		profiles = append(profiles, v)
+	}
+	for _, extra := range strings.Split(compare, ",") {
+		if extra == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(extra, "=")
+		if !ok {
+			return nil, fmt.Errorf("--compare %q: want name=path", extra)
+		}
+		cfg, err := schedconfig.LoadConfigMap(path)
+		if err != nil {
+			return nil, fmt.Errorf("--compare %s: %w", name, err)
+		}
+		profiles = append(profiles, namedProfile{name: name, profile: cfg.Profiles[0]})
+	}
+	return profiles, nil
 }

@@ -77,6 +77,20 @@ func TestLowerBound(t *testing.T) {
 			want:  1,
 		},
 		{name: "too little room anywhere: one more node than there are", pods: []*v1.Pod{pod("5", "1Gi")}, nodes: Nodes(2, node), want: 3},
+		{
+			// 3 small (3400Mi) and 3 large (6800Mi) VMs, 30600Mi, on nodes of 10000Mi: volume
+			// says 4 nodes, and large items 3 (two small or one large per node). But no node
+			// holds more than 6800Mi of these sizes, so 30600/6800 = 4.5: five nodes.
+			name:  "best fill: no mix of the sizes fills more than 6800Mi of a 10000Mi node",
+			pods:  append(repeat(3, pod("1", "3400Mi")), repeat(3, pod("1", "6800Mi"))...),
+			nodes: Nodes(6, allocatable("100", "10000Mi")), want: 5,
+		},
+		{
+			// By CPU volume 7 VMs of 3 CPUs are 21 CPUs, 3 nodes of 8; but at most two fit a
+			// node, 6 of its 8 CPUs: 4 nodes.
+			name: "best fill counts what the sizes leave: 3 CPU VMs fill 6 of 8 CPUs",
+			pods: repeat(7, pod("3", "1Gi")), nodes: Nodes(5, allocatable("8", "32Gi")), want: 4,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,11 +154,11 @@ func TestRunComparesProfiles(t *testing.T) {
 
 	for _, w := range []Workload{Mix(60, 1), Churn(50, 2, 20, 0.3, 1)} {
 		t.Run(w.Name, func(t *testing.T) {
-			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
+			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, nodeAllocatable), w, RunOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
+			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, nodeAllocatable), w, RunOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +206,7 @@ func TestRunTenantChurn(t *testing.T) {
 	}
 	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
 	nodes := Nodes(30, allocatable("48", "192Gi"))
-	res, err := Run(ctx, nest.Profiles[0], registry, nodes, TenantChurn(6, 2, 3, 1, nodes))
+	res, err := Run(ctx, nest.Profiles[0], registry, nodes, TenantChurn(6, 2, 3, 1, nodes), RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,5 +232,94 @@ func TestRunTenantChurn(t *testing.T) {
 	}
 	if res.NodesUsed < res.LowerBound || res.OfflineFFD < res.LowerBound {
 		t.Errorf("nodes used %d, offline FFD %d: neither may be under the lower bound %d", res.NodesUsed, res.OfflineFFD, res.LowerBound)
+	}
+}
+
+func on(node string, p *v1.Pod) *v1.Pod {
+	p = p.DeepCopy()
+	p.Spec.NodeName = node
+	return p
+}
+
+func TestConsolidate(t *testing.T) {
+	small := InstanceType{Name: "small", VCPUs: 1, GuestMemory: resource.MustParse("2Gi")}
+	worker := func(name string) *v1.Pod { return TenantVMPod(name, "", VM{Type: small, Tenant: "a"}) }
+	cp := func(name, tenant string) *v1.Pod {
+		return TenantVMPod(name, "", VM{Type: small, Tenant: tenant, ControlPlane: true})
+	}
+	nodes := Nodes(3, allocatable("4", "16Gi"))
+	tests := []struct {
+		name     string
+		placed   []*v1.Pod
+		inFlight int
+		want     Consolidation
+	}{
+		{
+			name:     "the node with one VM is emptied onto the node with three",
+			placed:   []*v1.Pod{on("node-000", worker("w1")), on("node-000", worker("w2")), on("node-000", worker("w3")), on("node-001", worker("w4"))},
+			inFlight: 2,
+			want:     Consolidation{NodesUsed: 1, Migrations: 1, Rounds: 1},
+		},
+		{
+			name:     "control-plane VMs of one tenant stay on two nodes",
+			placed:   []*v1.Pod{on("node-000", cp("c1", "a")), on("node-001", cp("c2", "a"))},
+			inFlight: 2,
+			want:     Consolidation{NodesUsed: 2},
+		},
+		{
+			name: "more migrations than the limit in flight take several rounds",
+			// One at a time: node-000's VM joins node-002 in the first round, node-001's in the second.
+			placed: []*v1.Pod{
+				on("node-000", worker("w1")), on("node-001", worker("w2")), on("node-002", worker("w3")), on("node-002", worker("w4")),
+			},
+			inFlight: 1,
+			want:     Consolidation{NodesUsed: 1, Migrations: 2, Rounds: 2},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Consolidate(tt.placed, nodes, tt.inFlight); got != tt.want {
+				t.Errorf("Consolidate() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBestFillMatchesExhaustiveSearch checks the pruned knapsack behind LowerBound against trying
+// every combination, on seeded random instances: a best fill too small would make the bound
+// claim more nodes than a packing needs.
+func TestBestFillMatchesExhaustiveSearch(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := range 300 {
+		shs := make([]shape, 1+r.IntN(4))
+		weight := make([]float64, len(shs))
+		for j := range shs {
+			shs[j] = shape{request: []int64{1 + r.Int64N(8), 1 + r.Int64N(8), 1}, count: 1 + r.IntN(4)}
+			weight[j] = float64(r.IntN(10))
+		}
+		allocatable := []int64{4 + r.Int64N(12), 4 + r.Int64N(12), 110}
+		var exhaustive func(j int, free []int64) float64
+		exhaustive = func(j int, free []int64) float64 {
+			if j == len(shs) {
+				return 0
+			}
+			best := 0.0
+			for n := 0; n <= shs[j].count; n++ {
+				left := make([]int64, len(free))
+				fits := true
+				for k := range free {
+					left[k] = free[k] - int64(n)*shs[j].request[k]
+					fits = fits && left[k] >= 0
+				}
+				if !fits {
+					break
+				}
+				best = max(best, float64(n)*weight[j]+exhaustive(j+1, left))
+			}
+			return best
+		}
+		if got, want := bestFill(shs, weight, allocatable), exhaustive(0, allocatable); got != want {
+			t.Fatalf("instance %d: bestFill = %v, exhaustive search %v (shapes %+v, weights %v, allocatable %v)", i, got, want, shs, weight, allocatable)
+		}
 	}
 }

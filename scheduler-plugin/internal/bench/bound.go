@@ -6,6 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	resourcehelper "k8s.io/component-helpers/resource"
+
+	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
 )
 
 // item is a VM reduced to what packing reads: its requests and, for a control-plane VM, its
@@ -27,24 +29,14 @@ type bin struct {
 // millicores, memory in bytes, and pods.
 var packedResources = []v1.ResourceName{v1.ResourceCPU, v1.ResourceMemory, v1.ResourcePods}
 
-func amount(name v1.ResourceName, list v1.ResourceList) int64 {
-	q, ok := list[name]
-	if !ok {
-		return 0
-	}
-	if name == v1.ResourceCPU {
-		return q.MilliValue()
-	}
-	return q.Value()
-}
-
+// items reads the pods' requests in the units the plugin scores them in.
 func items(pods []*v1.Pod) []item {
 	out := make([]item, len(pods))
 	for i, p := range pods {
 		requests := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
 		it := item{request: make([]int64, len(packedResources))}
 		for r, name := range packedResources {
-			it.request[r] = amount(name, requests)
+			it.request[r] = nestpacking.RequestValue(name, requests)
 		}
 		it.request[2] = 1 // one pod
 		if p.Labels[roleLabel] == controlPlaneRole {
@@ -60,65 +52,203 @@ func bins(nodes []*v1.Node) []bin {
 	for i, n := range nodes {
 		b := bin{allocatable: make([]int64, len(packedResources)), used: make([]int64, len(packedResources)), controlPlane: map[string]bool{}}
 		for r, name := range packedResources {
-			b.allocatable[r] = amount(name, n.Status.Allocatable)
+			b.allocatable[r] = nestpacking.RequestValue(name, n.Status.Allocatable)
 		}
 		out[i] = b
 	}
 	return out
 }
 
+// shape is one distinct request vector among the VMs, and how many VMs have it.
+type shape struct {
+	request []int64
+	count   int
+}
+
+func shapes(its []item) []shape {
+	var out []shape
+	for _, it := range its {
+		i := slices.IndexFunc(out, func(s shape) bool { return slices.Equal(s.request, it.request) })
+		if i < 0 {
+			out = append(out, shape{request: it.request})
+			i = len(out) - 1
+		}
+		out[i].count++
+	}
+	return out
+}
+
 // LowerBound is a lower bound on the nodes that can hold pods, valid for nodes of different
-// sizes: the largest over resources of two counts.
-//   - Volume: the fewest nodes, biggest first, whose allocatable adds up to the pods' requests.
-//   - Large items: for every request size s, the pods requesting at least s, against how many
-//     such pods each node can hold at most (its allocatable divided by s); with VMs that are
-//     large next to nodes this is what binds (five 32Gi VMs plus their overhead do not fit
-//     twice in 192Gi, whatever the volume says).
+// sizes. It rests on one argument applied to several weightings of the VMs: whatever weight w
+// each VM is given, a node can carry at most the heaviest set of VMs that fits on it (its
+// best fill, a small knapsack over the VM shapes), so the nodes used must have best fills that
+// add up to the total weight. The weightings:
+//   - Volume, per resource: a VM weighs its request. The best fill is what a node can really
+//     take of that resource in these VM sizes — five 32Gi VMs plus overhead fill 162Gi of a
+//     192Gi node and no mix of the other sizes does better — which is tighter than dividing by
+//     the allocatable.
+//   - Blends of CPU and memory (normalized), for mixes where neither alone binds.
+//   - Large items, per resource and request size s: a VM weighs 1 if it requests at least s.
 //
-// It is not always reachable; OfflineFFD is a packing that is.
+// Control-plane spread is left out, so the bound holds with it too. It is not always reachable;
+// OfflineFFD is a packing that is.
 func LowerBound(pods []*v1.Pod, nodes []*v1.Node) int {
-	its, bs := items(pods), bins(nodes)
+	its := items(pods)
+	if len(its) == 0 {
+		return 0
+	}
+	shs := shapes(its)
+	capacities := bins(nodes)
 	bound := 0
-	for r := range packedResources {
-		capacities := make([]int64, len(bs))
-		for i, b := range bs {
-			capacities[i] = b.allocatable[r]
+	for _, weight := range weightings(shs, capacities[0].allocatable) {
+		var total float64
+		for i, s := range shs {
+			total += weight[i] * float64(s.count)
 		}
-		sizes := make([]int64, len(its))
-		var total int64
-		for i, it := range its {
-			sizes[i] = it.request[r]
-			total += it.request[r]
+		if total == 0 {
+			continue
 		}
-		bound = max(bound, fewestCovering(capacities, total))
-		slices.SortFunc(sizes, func(a, b int64) int { return cmp.Compare(b, a) })
-		for i, s := range sizes {
-			if s <= 0 || (i+1 < len(sizes) && sizes[i+1] == s) {
-				continue
+		fills := make([]float64, len(capacities))
+		byAllocatable := map[[3]int64]float64{}
+		for n, c := range capacities {
+			key := [3]int64(c.allocatable)
+			fill, ok := byAllocatable[key]
+			if !ok {
+				fill = bestFill(shs, weight, c.allocatable)
+				byAllocatable[key] = fill
 			}
-			holds := make([]int64, len(capacities))
-			for n, c := range capacities {
-				holds[n] = c / s
-			}
-			bound = max(bound, fewestCovering(holds, int64(i+1)))
+			fills[n] = fill
 		}
+		bound = max(bound, fewestCovering(fills, total))
 	}
 	return bound
 }
 
+// weightings lists the weights LowerBound tries, one weight per shape; reference normalizes CPU
+// against memory in the blends.
+func weightings(shs []shape, reference []int64) [][]float64 {
+	var out [][]float64
+	weigh := func(f func(request []int64) float64) {
+		w := make([]float64, len(shs))
+		for i, s := range shs {
+			w[i] = f(s.request)
+		}
+		out = append(out, w)
+	}
+	for r := range packedResources {
+		weigh(func(request []int64) float64 { return float64(request[r]) })
+		for _, s := range shs {
+			size := s.request[r]
+			weigh(func(request []int64) float64 {
+				if size > 0 && request[r] >= size {
+					return 1
+				}
+				return 0
+			})
+		}
+	}
+	for _, memoryShare := range []float64{0.2, 1.0 / 3, 0.5, 2.0 / 3, 0.8} {
+		weigh(func(request []int64) float64 {
+			return (1-memoryShare)*float64(request[0])/float64(reference[0]) + memoryShare*float64(request[1])/float64(reference[1])
+		})
+	}
+	return out
+}
+
+// bestFillBudget caps the search of one best fill; past it, bestFill returns the fractional
+// bound, which is larger than the best fill and so keeps LowerBound valid, only weaker. Nested
+// OpenShift nodes hold a handful of VMs and never reach it.
+const bestFillBudget = 200000
+
+// bestFill is the largest total weight of VMs (at most count of each shape) that fits within
+// allocatable: a bounded multi-dimensional knapsack, searched depth first with a fractional
+// bound to prune.
+func bestFill(shs []shape, weight []float64, allocatable []int64) float64 {
+	type candidate struct {
+		shape  shape
+		weight float64
+	}
+	var cands []candidate
+	for i, s := range shs {
+		if weight[i] > 0 {
+			cands = append(cands, candidate{s, weight[i]})
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.weight, a.weight) })
+
+	// upper is the most weight the candidates from i on could add within free, ignoring
+	// integrality: for each resource, free times the best weight per unit of it.
+	upper := func(i int, free []int64) float64 {
+		var all float64
+		for _, c := range cands[i:] {
+			all += c.weight * float64(c.shape.count)
+		}
+		best := all
+		for r, f := range free {
+			var perUnit float64
+			for _, c := range cands[i:] {
+				if c.shape.request[r] == 0 {
+					perUnit = -1
+					break
+				}
+				perUnit = max(perUnit, c.weight/float64(c.shape.request[r]))
+			}
+			if perUnit >= 0 {
+				best = min(best, perUnit*float64(f))
+			}
+		}
+		return best
+	}
+
+	var best float64
+	steps := 0
+	free := slices.Clone(allocatable)
+	var search func(i int, value float64)
+	search = func(i int, value float64) {
+		steps++
+		best = max(best, value)
+		if i == len(cands) || steps > bestFillBudget || value+upper(i, free) <= best {
+			return
+		}
+		c := cands[i]
+		most := c.shape.count
+		for r, req := range c.shape.request {
+			if req > 0 {
+				most = min(most, int(free[r]/req))
+			}
+		}
+		for n := most; n >= 0; n-- {
+			for r, req := range c.shape.request {
+				free[r] -= int64(n) * req
+			}
+			search(i+1, value+float64(n)*c.weight)
+			for r, req := range c.shape.request {
+				free[r] += int64(n) * req
+			}
+		}
+	}
+	search(0, 0)
+	if steps > bestFillBudget {
+		return upper(0, allocatable)
+	}
+	return best
+}
+
 // fewestCovering is the fewest of the amounts, largest first, that add up to total; one more
-// than there are when they all fall short.
-func fewestCovering(amounts []int64, total int64) int {
+// than there are when they all fall short. A hair of tolerance keeps float rounding from
+// counting one node too many, which would make the bound wrong.
+func fewestCovering(amounts []float64, total float64) int {
 	sorted := slices.Clone(amounts)
-	slices.SortFunc(sorted, func(a, b int64) int { return cmp.Compare(b, a) })
-	var sum int64
+	slices.SortFunc(sorted, func(a, b float64) int { return cmp.Compare(b, a) })
+	need := total * (1 - 1e-9)
+	var sum float64
 	for i, a := range sorted {
-		if sum >= total {
+		if sum >= need {
 			return i
 		}
 		sum += a
 	}
-	if sum >= total {
+	if sum >= need {
 		return len(sorted)
 	}
 	return len(sorted) + 1
@@ -126,9 +256,10 @@ func fewestCovering(amounts []int64, total int64) int {
 
 // OfflineFFD packs pods onto nodes offline, knowing them all in advance: first-fit decreasing
 // under several orders (by normalized sum, by largest normalized request, by memory, by CPU)
-// and two fits (first fit, best fit on the largest free share left; both open the biggest node
-// when no open node fits), keeping control-plane VMs of one tenant apart. It returns the fewest nodes any of them
-// used, a packing that exists: what a clairvoyant scheduler reaches easily.
+// and two fits (first fit, and best fit by NestPacking's own packing quality; both open the
+// biggest node when no open node fits), keeping control-plane VMs of one tenant apart. It
+// returns the fewest nodes any of them used, a packing that exists: what a clairvoyant
+// scheduler reaches easily.
 func OfflineFFD(pods []*v1.Pod, nodes []*v1.Node) int {
 	its := items(pods)
 	if len(its) == 0 {
@@ -163,7 +294,7 @@ func pack(its []item, bs []bin, bestFit bool) (int, bool) {
 	})
 	used := 0
 	for _, it := range its {
-		chosen, empty, chosenWaste := -1, -1, 2.0
+		chosen, empty, chosenQuality := -1, -1, int64(-1)
 		for i := range bs {
 			switch {
 			case !fits(it, &bs[i]):
@@ -174,8 +305,8 @@ func pack(its []item, bs []bin, bestFit bool) (int, bool) {
 			case !bestFit:
 				chosen = i
 			default:
-				if w := largestFreeShare(it, &bs[i]); w < chosenWaste {
-					chosen, chosenWaste = i, w
+				if q := quality(it, &bs[i]); q > chosenQuality {
+					chosen, chosenQuality = i, q
 				}
 			}
 			if chosen >= 0 && !bestFit {
@@ -219,11 +350,12 @@ func place(it item, b *bin) {
 	}
 }
 
-// largestFreeShare is the largest share of CPU or memory the node would have left.
-func largestFreeShare(it item, b *bin) float64 {
-	var largest float64
-	for r := range 2 {
-		largest = max(largest, float64(b.allocatable[r]-b.used[r]-it.request[r])/float64(b.allocatable[r]))
+// quality is NestPacking's packing quality of placing it on b, on CPU and memory with weight 1
+// as the shipped profile scores them.
+func quality(it item, b *bin) int64 {
+	fit := make([]nestpacking.ResourceFit, 2)
+	for r := range fit {
+		fit[r] = nestpacking.ResourceFit{Allocatable: b.allocatable[r], Requested: b.used[r], Request: it.request[r], Weight: 1}
 	}
-	return largest
+	return nestpacking.PackingQuality(fit)
 }

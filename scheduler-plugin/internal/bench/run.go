@@ -28,10 +28,16 @@ type Result struct {
 	LowerBound int
 	// OfflineFFD is OfflineFFD of the VMs alive at the end: what packing them all at once reaches.
 	OfflineFFD int
+	// Consolidated is what consolidating the VMs alive at the end reaches, for a workload that
+	// deletes VMs (churn leaves the holes consolidation closes); zero for the others.
+	Consolidated Consolidation
 	// Placed are the VMs alive at the end, each with the node it runs on.
 	Placed []*v1.Pod
 	// Pending counts the VMs the scheduler could not place.
 	Pending int
+	// SpreadViolations counts the control-plane VMs placed on a node that already runs one of
+	// their tenant's: none, whichever way the profile enforces the rule.
+	SpreadViolations int
 	// PodsPerSecond is scheduling attempts divided by the time spent scheduling and binding them.
 	PodsPerSecond float64
 }
@@ -41,6 +47,17 @@ func (r Result) Ratio() float64 {
 	return float64(r.NodesUsed) / float64(r.LowerBound)
 }
 
+// ConsolidationMaxInFlight is the consolidator's limit of migrations at once that Run measures
+// consolidation with.
+const ConsolidationMaxInFlight = 10
+
+// RunOptions vary how a run renders the VMs.
+type RunOptions struct {
+	// SpreadByPlugin renders control-plane VMs without the required pod anti-affinity, for a
+	// profile that spreads them by NestPacking's filter alone.
+	SpreadByPlugin bool
+}
+
 // Run schedules w with the single profile prof on nodes and returns the outcome.
 //
 // It is the real scheduler built by scheduler.New: its queue, cache, snapshot, framework with
@@ -48,7 +65,7 @@ func (r Result) Ratio() float64 {
 // the API server: nodes and pods go straight into the scheduler's cache and queue (what its
 // informer handlers would do), and bindings land in a fake clientset. The figures are the
 // scheduler's own cost, which is what differs between profiles.
-func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node, w Workload) (Result, error) {
+func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node, w Workload, opts RunOptions) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	logger := klog.FromContext(ctx)
@@ -95,6 +112,9 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 			pods := make([]*v1.Pod, len(burst))
 			for i, vm := range burst {
 				pods[i] = TenantVMPod(fmt.Sprintf("%s-%05d", w.Name, attempts+i), prof.SchedulerName, vm)
+				if opts.SpreadByPlugin {
+					pods[i].Spec.Affinity = nil
+				}
 				sched.SchedulingQueue.Add(ctx, pods[i])
 			}
 			start := time.Now()
@@ -112,10 +132,18 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 
 	res := Result{PodsPerSecond: float64(attempts) / busy.Seconds()}
 	used := map[string]bool{}
+	controlPlanes := map[string]bool{}
 	var placed []*v1.Pod
 	for _, p := range alive {
 		if node := bindings.node(p.Name); node != "" {
 			used[node] = true
+			if p.Labels[roleLabel] == controlPlaneRole {
+				key := p.Labels[clusterNameLabel] + "@" + node
+				if controlPlanes[key] {
+					res.SpreadViolations++
+				}
+				controlPlanes[key] = true
+			}
 			bound := p.DeepCopy()
 			bound.Spec.NodeName = node
 			placed = append(placed, bound)
@@ -126,6 +154,9 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 	res.NodesUsed = len(used)
 	res.LowerBound = LowerBound(placed, nodes)
 	res.OfflineFFD = OfflineFFD(placed, nodes)
+	if w.Deletes() {
+		res.Consolidated = Consolidate(placed, nodes, ConsolidationMaxInFlight)
+	}
 	res.Placed = placed
 	return res, nil
 }

@@ -164,6 +164,16 @@ func (w Workload) VMs() []VM {
 	return out
 }
 
+// Deletes tells whether the workload deletes VMs.
+func (w Workload) Deletes() bool {
+	for _, s := range w.Steps {
+		if s.DeleteFraction > 0 || s.DeleteTenantFraction > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Uniform is n identical u1.large VMs, created at once.
 func Uniform(n int) Workload {
 	vms := make([]VM, n)

@@ -337,25 +337,12 @@ func TestQueueingHints(t *testing.T) {
 	}
 }
 
-func TestSignPod(t *testing.T) {
-	_, ctx := ktesting.NewTestContext(t)
-	pl, _ := newPlugin(ctx, t, nil, nil)
-	sign := func(pod *v1.Pod) []fwk.SignFragment {
-		fragments, s := pl.SignPod(ctx, pod)
-		if !s.IsSuccess() {
-			t.Fatalf("SignPod(%s): %v", pod.Name, s)
-		}
-		return fragments
-	}
-	a := sign(vm("a", "", "2", "8Gi").Obj())
-	if diff := cmp.Diff(a, sign(vm("b", "", "2", "8Gi").Label("vm.kubevirt.io/name", "b").Obj())); diff != "" {
-		t.Errorf("VMs that differ only in name and unrelated labels sign differently:\n%s", diff)
-	}
-	if cmp.Equal(a, sign(vm("c", "", "2", "16Gi").Obj())) {
-		t.Error("VMs with different requests sign alike")
-	}
-	if cmp.Equal(sign(controlPlane("tenant-a", "prod", "cp-0", "")), sign(controlPlane("tenant-a", "staging", "cp-0", ""))) {
-		t.Error("control-plane VMs of different clusters sign alike")
+// TestKeepsBatchingOff protects the choice explained on NestPacking: a SignPod would let the
+// scheduler batch VMs on a ranking that is arbitrary beyond its first node.
+func TestKeepsBatchingOff(t *testing.T) {
+	var pl fwk.Plugin = &NestPacking{}
+	if _, ok := pl.(fwk.SignPlugin); ok {
+		t.Error("NestPacking implements SignPlugin: opportunistic batching would place VMs on the runner-up of a ranking that NormalizeScore truncates")
 	}
 }
 

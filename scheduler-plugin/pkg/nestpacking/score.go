@@ -15,7 +15,7 @@ const (
 	// beyond it a bigger node is not worth more.
 	maxHostable = 64
 	// hostableStep is what each copy of the pod a node without VMs could hold adds to its raw
-	// score: one more than the whole range of packingQuality, so that the node's size decides
+	// score: one more than the whole range of PackingQuality, so that the node's size decides
 	// first and packing quality only breaks ties between nodes of the same size.
 	hostableStep = qualityScale + 1
 	// vmHostBonus lifts every node that already runs a VM above every node that runs none, so a
@@ -35,8 +35,8 @@ const (
 	meanShare = 0.2
 )
 
-// resourceFit is what the score knows about one resource on one node.
-type resourceFit struct {
+// ResourceFit is what the score knows about one resource on one node.
+type ResourceFit struct {
 	// Allocatable is the node's allocatable amount; a resource the node lacks has 0 and is ignored.
 	Allocatable int64
 	// Requested is the sum of the requests of the pods already on the node.
@@ -47,7 +47,7 @@ type resourceFit struct {
 	Weight int64
 }
 
-// packingQuality rates how well placing the pod fills the node, in [0, qualityScale]: one minus
+// PackingQuality rates how well placing the pod fills the node, in [0, qualityScale]: one minus
 // the node's waste after placement, where waste blends the largest weighted fraction of a
 // resource left free (weight 1-meanShare) with the weighted mean of the free fractions (meanShare).
 //
@@ -56,7 +56,7 @@ type resourceFit struct {
 // VM, and the largest of them is the most that is lost. Ranking nodes by it sends a VM where its
 // shape matches what is free, so a node runs out of all its resources at about the same time;
 // the mean share then prefers the fuller of two nodes with the same largest leftover.
-func packingQuality(resources []resourceFit) int64 {
+func PackingQuality(resources []ResourceFit) int64 {
 	var sumFree, maxWeightedFree float64
 	var sumWeights, maxWeight int64
 	for _, r := range resources {
@@ -81,7 +81,7 @@ func packingQuality(resources []resourceFit) int64 {
 
 // hostable is how many copies of the pod the node's allocatable holds, counted on the resources
 // the pod requests, capped at maxHostable. It sizes a node relative to the VM being placed.
-func hostable(resources []resourceFit) int64 {
+func hostable(resources []ResourceFit) int64 {
 	count := int64(maxHostable)
 	for _, r := range resources {
 		if r.Allocatable <= 0 || r.Request <= 0 {
@@ -100,8 +100,8 @@ func hostable(resources []resourceFit) int64 {
 // (and NodeResourcesFit MostAllocated) would open the smallest, since the pod fills more of it;
 // with nodes of different sizes that spends a whole small node where a big one would have gone
 // on taking VMs, and uses more nodes in the end. Among nodes of one size nothing changes.
-func rawScore(resources []resourceFit, hostsVMs bool) int64 {
-	score := packingQuality(resources)
+func rawScore(resources []ResourceFit, hostsVMs bool) int64 {
+	score := PackingQuality(resources)
 	if hostsVMs {
 		return score + vmHostBonus
 	}

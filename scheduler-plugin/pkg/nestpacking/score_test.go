@@ -9,40 +9,40 @@ import (
 
 // fit is a resource of 1000 units with the given units already requested and requested by the
 // pod, weight 1.
-func fit(requested, request int64) resourceFit {
-	return resourceFit{Allocatable: 1000, Requested: requested, Request: request, Weight: 1}
+func fit(requested, request int64) ResourceFit {
+	return ResourceFit{Allocatable: 1000, Requested: requested, Request: request, Weight: 1}
 }
 
 func TestPackingQuality(t *testing.T) {
 	tests := []struct {
 		name      string
-		resources []resourceFit
+		resources []ResourceFit
 		want      int64
 	}{
 		{
 			name:      "a pod that fills the node exactly scores the maximum",
-			resources: []resourceFit{fit(600, 400), fit(900, 100)},
+			resources: []ResourceFit{fit(600, 400), fit(900, 100)},
 			want:      qualityScale,
 		},
 		{
 			name:      "a pod on an empty node scores by what is left: free fractions .9 and .8",
-			resources: []resourceFit{fit(0, 100), fit(0, 200)},
+			resources: []ResourceFit{fit(0, 100), fit(0, 200)},
 			want:      1100, // 1 - (.8*.9 + .2*.85)
 		},
 		{
 			name:      "even leftovers: free fractions .25 and .25",
-			resources: []resourceFit{fit(500, 250), fit(500, 250)},
+			resources: []ResourceFit{fit(500, 250), fit(500, 250)},
 			want:      7500,
 		},
 		{
 			name: "uneven leftovers of the same mean rank lower: one resource full strands the other",
 			// MostAllocated rates this the same as the even case above (mean free .25).
-			resources: []resourceFit{fit(750, 250), fit(250, 250)},
+			resources: []ResourceFit{fit(750, 250), fit(250, 250)},
 			want:      5500, // 1 - (.8*.5 + .2*.25)
 		},
 		{
 			name: "weights scale a resource's leftover in both the largest and the mean",
-			resources: []resourceFit{
+			resources: []ResourceFit{
 				{Allocatable: 1000, Requested: 250, Request: 250, Weight: 3},
 				{Allocatable: 1000, Requested: 750, Request: 250, Weight: 1},
 			},
@@ -50,12 +50,12 @@ func TestPackingQuality(t *testing.T) {
 		},
 		{
 			name:      "a resource the node does not have is left out",
-			resources: []resourceFit{fit(500, 250), fit(500, 250), {Allocatable: 0, Request: 1, Weight: 5}},
+			resources: []ResourceFit{fit(500, 250), fit(500, 250), {Allocatable: 0, Request: 1, Weight: 5}},
 			want:      7500,
 		},
 		{
 			name:      "an overcommitted node counts as full, not beyond",
-			resources: []resourceFit{fit(1200, 100), fit(1000, 0)},
+			resources: []ResourceFit{fit(1200, 100), fit(1000, 0)},
 			want:      qualityScale,
 		},
 		{
@@ -65,16 +65,16 @@ func TestPackingQuality(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := packingQuality(tt.resources); got != tt.want {
-				t.Errorf("packingQuality() = %d, want %d", got, tt.want)
+			if got := PackingQuality(tt.resources); got != tt.want {
+				t.Errorf("PackingQuality() = %d, want %d", got, tt.want)
 			}
 		})
 	}
 }
 
 func TestRawScorePrefersNodesThatRunVMs(t *testing.T) {
-	almostEmptyWithVM := rawScore([]resourceFit{fit(1, 1), fit(1, 1)}, true)
-	for name, withoutVM := range map[string][]resourceFit{
+	almostEmptyWithVM := rawScore([]ResourceFit{fit(1, 1), fit(1, 1)}, true)
+	for name, withoutVM := range map[string][]ResourceFit{
 		"filled exactly":        {fit(0, 1000), fit(0, 1000)},
 		"holding the most pods": {fit(0, 1), fit(0, 1)},
 		"both":                  {{Allocatable: 1000, Requested: 999, Request: 1, Weight: 1}},
@@ -88,14 +88,14 @@ func TestRawScorePrefersNodesThatRunVMs(t *testing.T) {
 func TestHostable(t *testing.T) {
 	tests := []struct {
 		name      string
-		resources []resourceFit
+		resources []ResourceFit
 		want      int64
 	}{
-		{name: "the scarcest resource decides", resources: []resourceFit{fit(0, 100), fit(0, 300)}, want: 3},
-		{name: "what runs on the node does not shrink it", resources: []resourceFit{fit(900, 100), fit(0, 100)}, want: 10},
-		{name: "resources the pod does not request are left out", resources: []resourceFit{fit(0, 250), fit(0, 0)}, want: 4},
-		{name: "a tiny pod is capped", resources: []resourceFit{fit(0, 1)}, want: maxHostable},
-		{name: "a resource the node lacks is left out", resources: []resourceFit{fit(0, 500), {Request: 1, Weight: 1}}, want: 2},
+		{name: "the scarcest resource decides", resources: []ResourceFit{fit(0, 100), fit(0, 300)}, want: 3},
+		{name: "what runs on the node does not shrink it", resources: []ResourceFit{fit(900, 100), fit(0, 100)}, want: 10},
+		{name: "resources the pod does not request are left out", resources: []ResourceFit{fit(0, 250), fit(0, 0)}, want: 4},
+		{name: "a tiny pod is capped", resources: []ResourceFit{fit(0, 1)}, want: maxHostable},
+		{name: "a resource the node lacks is left out", resources: []ResourceFit{fit(0, 500), {Request: 1, Weight: 1}}, want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,8 +108,8 @@ func TestHostable(t *testing.T) {
 
 func TestRawScoreOpensTheBiggestNode(t *testing.T) {
 	// A 16-CPU, 64Gi VM against empty nodes of 32/128, 48/192 and 64/256 (in CPUs and Gi).
-	node := func(cpu, memory int64) []resourceFit {
-		return []resourceFit{{Allocatable: cpu, Request: 16, Weight: 1}, {Allocatable: memory, Request: 64, Weight: 1}}
+	node := func(cpu, memory int64) []ResourceFit {
+		return []ResourceFit{{Allocatable: cpu, Request: 16, Weight: 1}, {Allocatable: memory, Request: 64, Weight: 1}}
 	}
 	small, medium, big := rawScore(node(32, 128), false), rawScore(node(48, 192), false), rawScore(node(64, 256), false)
 	if !(big > medium && medium > small) {

@@ -1,0 +1,248 @@
+package consolidation
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
+)
+
+// Observed is the Infra cluster as the consolidator lists it.
+type Observed struct {
+	Nodes []corev1.Node
+	// VMIs are the VirtualMachineInstances to consider: those nest-scheduler places.
+	VMIs []kubevirtv1.VirtualMachineInstance
+	// Pods are the pods bound to the nodes: the VMs' virt-launcher pods and every other pod.
+	Pods       []corev1.Pod
+	PDBs       []policyv1.PodDisruptionBudget
+	Migrations []kubevirtv1.VirtualMachineInstanceMigration
+	// SchedulerName keeps to the VMs whose virt-launcher pods this scheduler places; the others'
+	// launchers stay where they are and only take room. Empty considers every VM.
+	SchedulerName string
+	// DefaultEvictionStrategy is KubeVirt's cluster-wide evictionStrategy (the KubeVirt CR's
+	// spec.configuration.evictionStrategy), for VMIs that set none; nil means None.
+	DefaultEvictionStrategy *kubevirtv1.EvictionStrategy
+}
+
+// Labels are the pod labels that mark a tenant's control-plane VMs; nestpacking's defaults
+// (DefaultClusterNameLabelKey, ...) are the provider's.
+type Labels struct {
+	ClusterName, Role, ControlPlaneRole string
+}
+
+// StateOf reduces what the consolidator listed to what PlanMigrations decides on:
+//   - a node is Unschedulable when cordoned, not Ready, or tainted NoSchedule or NoExecute;
+//   - a node's Requested sums the requests of its pods that have not finished and are not the
+//     launcher of a VM below: other workloads, and a migration's target launcher;
+//   - a VM is a Running VMI with its active virt-launcher pod (label kubevirt.io/created-by =
+//     the VMI's UID, on the VMI's node); its requests are the pod's, as the scheduler counts them;
+//   - it is Migratable when its evictionStrategy (or the cluster's) is LiveMigrate or
+//     LiveMigrateIfPossible, KubeVirt reports it LiveMigratable, and no migration of it is in
+//     flight;
+//   - its DisruptionBudgets are the PodDisruptionBudgets of its namespace that select its pod,
+//     except KubeVirt's own per-VMI budget (controlled by the VMI): that one guards the VM
+//     against eviction, and a live migration starts its target before the source goes;
+//   - Migrating counts the migrations that have not finished; their VMIs' nodes are Draining,
+//     and their targets (KubeVirt's, or the node addedNodeSelector pins) Receiving.
+func StateOf(o Observed, l Labels) State {
+	var s State
+	// The active launcher of each running VMI: on the VMI's node. Every other pod takes room on
+	// its node as it is, a migration's target launcher included.
+	active := map[string]bool{}
+	for _, vmi := range o.VMIs {
+		if vmi.IsRunning() {
+			active[string(vmi.UID)+"@"+vmi.Status.NodeName] = true
+		}
+	}
+	launchers := map[string]*corev1.Pod{}
+	requested := map[string]Resources{}
+	for i := range o.Pods {
+		p := &o.Pods[i]
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if key := p.Labels[kubevirtv1.CreatedByLabel] + "@" + p.Spec.NodeName; p.Labels[kubevirtv1.AppLabel] == "virt-launcher" && active[key] && (o.SchedulerName == "" || p.Spec.SchedulerName == o.SchedulerName) {
+			launchers[key] = p
+			continue
+		}
+		add(requested, p.Spec.NodeName, podResources(p))
+	}
+	migrating := map[string]bool{}
+	draining, receiving := map[string]bool{}, map[string]bool{}
+	for _, m := range o.Migrations {
+		if m.IsFinal() {
+			continue
+		}
+		s.Migrating++
+		migrating[m.Namespace+"/"+m.Spec.VMIName] = true
+		for _, vmi := range o.VMIs {
+			if vmi.Namespace == m.Namespace && vmi.Name == m.Spec.VMIName {
+				draining[vmi.Status.NodeName] = true
+				receiving[migrationTarget(&m, &vmi, o.Nodes)] = true
+			}
+		}
+	}
+	for _, n := range o.Nodes {
+		s.Nodes = append(s.Nodes, Node{
+			Name:          n.Name,
+			Allocatable:   resourcesOf(n.Status.Allocatable),
+			Requested:     requested[n.Name],
+			Unschedulable: !schedulable(&n),
+			Receiving:     receiving[n.Name],
+			Draining:      draining[n.Name],
+		})
+	}
+
+	s.DisruptionsAllowed = map[string]int{}
+	for _, b := range o.PDBs {
+		if !controlledByVMI(b.OwnerReferences) {
+			s.DisruptionsAllowed[b.Namespace+"/"+b.Name] = int(b.Status.DisruptionsAllowed)
+		}
+	}
+
+	for i := range o.VMIs {
+		vmi := &o.VMIs[i]
+		pod, ok := launchers[string(vmi.UID)+"@"+vmi.Status.NodeName]
+		if !ok {
+			continue
+		}
+		name := vmi.Namespace + "/" + vmi.Name
+		vm := VM{
+			Name:       name,
+			Node:       vmi.Status.NodeName,
+			Requests:   podResources(pod),
+			Migratable: liveMigrates(vmi, o.DefaultEvictionStrategy) && vmi.IsMigratable() && !migrating[name] && !migrationUnfinished(vmi),
+		}
+		if cluster := pod.Labels[l.ClusterName]; cluster != "" && pod.Labels[l.Role] == l.ControlPlaneRole {
+			vm.ControlPlaneOf = pod.Namespace + "/" + cluster
+		}
+		for _, b := range o.PDBs {
+			if b.Namespace == pod.Namespace && !controlledByVMI(b.OwnerReferences) && selects(b.Spec.Selector, pod.Labels) {
+				vm.DisruptionBudgets = append(vm.DisruptionBudgets, b.Namespace+"/"+b.Name)
+			}
+		}
+		s.VMs = append(s.VMs, vm)
+	}
+	return s
+}
+
+// migrationTarget is the node a migration in flight moves its VMI to, as far as it is known:
+// KubeVirt's once it has chosen, or the node the migration's addedNodeSelector pins by hostname.
+func migrationTarget(m *kubevirtv1.VirtualMachineInstanceMigration, vmi *kubevirtv1.VirtualMachineInstance, nodes []corev1.Node) string {
+	if st := vmi.Status.MigrationState; st != nil && st.TargetNode != "" {
+		return st.TargetNode
+	}
+	hostname := m.Spec.AddedNodeSelector[corev1.LabelHostname]
+	for _, n := range nodes {
+		if hostname != "" && n.Labels[corev1.LabelHostname] == hostname {
+			return n.Name
+		}
+	}
+	return hostname
+}
+
+func schedulable(n *corev1.Node) bool {
+	if n.Spec.Unschedulable {
+		return false
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
+			return false
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func liveMigrates(vmi *kubevirtv1.VirtualMachineInstance, clusterDefault *kubevirtv1.EvictionStrategy) bool {
+	strategy := vmi.Spec.EvictionStrategy
+	if strategy == nil {
+		strategy = clusterDefault
+	}
+	return strategy != nil && (*strategy == kubevirtv1.EvictionStrategyLiveMigrate || *strategy == kubevirtv1.EvictionStrategyLiveMigrateIfPossible)
+}
+
+// migrationUnfinished tells whether the VMI reports a migration that has not completed, which a
+// migration object already gone from the list may have left.
+func migrationUnfinished(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	m := vmi.Status.MigrationState
+	return m != nil && !m.Completed && !m.Failed
+}
+
+func controlledByVMI(refs []metav1.OwnerReference) bool {
+	for _, r := range refs {
+		if r.Controller != nil && *r.Controller && r.Kind == "VirtualMachineInstance" && strings.HasPrefix(r.APIVersion, kubevirtv1.SchemeGroupVersion.Group+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func selects(selector *metav1.LabelSelector, podLabels map[string]string) bool {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	// A budget whose selector does not parse selects nothing, as for the eviction API; an empty
+	// selector selects every pod of the namespace.
+	return err == nil && sel.Matches(labels.Set(podLabels))
+}
+
+func podResources(p *corev1.Pod) Resources {
+	r := resourcesOf(resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
+	r[corev1.ResourcePods] = 1
+	return r
+}
+
+// resourcesOf reads a resource list in the units the scheduler counts: millicores of CPU, units of
+// the rest.
+func resourcesOf(list corev1.ResourceList) Resources {
+	out := Resources{}
+	for name := range list {
+		if v := nestpacking.RequestValue(name, list); v != 0 {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+func add(into map[string]Resources, node string, r Resources) {
+	if into[node] == nil {
+		into[node] = Resources{}
+	}
+	for name, q := range r {
+		into[node][name] += q
+	}
+}
+
+// MigrationLabel marks the VirtualMachineInstanceMigrations the consolidator creates, so that it
+// counts its own in flight and an operator can tell them apart.
+const MigrationLabel = "nest.cluster.x-k8s.io/consolidation"
+
+// MigrationFor renders the VirtualMachineInstanceMigration that carries out m: it names the VMI
+// and pins the target by its kubernetes.io/hostname label (targetHostname) with
+// addedNodeSelector, which can only narrow the VM's own placement, so that the target
+// virt-launcher pod — scheduled by nest-scheduler, every filter included — lands on the node the
+// plan chose or stays pending (and the migration fails) if it no longer fits.
+func MigrationFor(m Migration, targetHostname string) *kubevirtv1.VirtualMachineInstanceMigration {
+	namespace, name, _ := strings.Cut(m.VM, "/")
+	return &kubevirtv1.VirtualMachineInstanceMigration{
+		TypeMeta: metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachineInstanceMigration"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:    namespace,
+			GenerateName: name + "-consolidate-",
+			Labels:       map[string]string{MigrationLabel: m.From},
+		},
+		Spec: kubevirtv1.VirtualMachineInstanceMigrationSpec{
+			VMIName:           name,
+			AddedNodeSelector: map[string]string{corev1.LabelHostname: targetHostname},
+		},
+	}
+}

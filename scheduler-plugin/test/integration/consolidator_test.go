@@ -1,0 +1,153 @@
+package integration
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/consolidation"
+	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
+)
+
+// kubeVirtCRDs are the provider's test copies of KubeVirt's CRDs that the consolidator reads and
+// writes.
+var kubeVirtCRDs = []string{
+	"../../../test/crd/kubevirt/kubevirt.io_virtualmachineinstances.yaml",
+	"../../../test/crd/kubevirt/kubevirt.io_virtualmachineinstancemigrations.yaml",
+}
+
+// TestConsolidatorCreatesMigrations runs one consolidation round against a real API server: VMIs
+// and their virt-launcher pods as KubeVirt reports them, nodes, a PodDisruptionBudget. It checks
+// the migrations the consolidator creates, and that a second round, with them in flight, creates
+// none. KubeVirt's side — the target launcher, the VMI moving — is not simulated here.
+func TestConsolidatorCreatesMigrations(t *testing.T) {
+	ctx := t.Context()
+	restConfig := apiServer(t)
+	paths := make([]string, len(kubeVirtCRDs))
+	for i, p := range kubeVirtCRDs {
+		paths[i] = filepath.FromSlash(p)
+	}
+	if _, err := envtest.InstallCRDs(restConfig, envtest.CRDInstallOptions{Paths: paths, ErrorIfPathMissing: true}); err != nil {
+		t.Fatalf("installing KubeVirt's CRDs: %v", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := kubevirtv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	const suite, ns = "consolidate", "consolidate"
+	createNamespace(ctx, t, clientset, ns)
+	createNodes(ctx, t, clientset, suite, "cons-1", "cons-2", "cons-3", "cons-4")
+
+	// cons-1 runs three VMs and is the fullest; cons-2, cons-3 and cons-4 run one each. cons-2's
+	// VM may live-migrate; cons-3's has evictionStrategy None; cons-4's is in a budget that
+	// allows no disruption. Only cons-2 can be emptied, onto cons-1.
+	vm := func(name, node string, strategy kubevirtv1.EvictionStrategy, labels map[string]string) {
+		t.Helper()
+		vmi := &kubevirtv1.VirtualMachineInstance{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: kubevirtv1.VirtualMachineInstanceSpec{
+				EvictionStrategy: ptr.To(strategy),
+				Domain:           kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{}},
+			},
+		}
+		if err := c.Create(ctx, vmi); err != nil {
+			t.Fatalf("creating VMI %s: %v", name, err)
+		}
+		// The CRD has no status subresource: status is written with the object, as KubeVirt's
+		// virt-handler would report it.
+		vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{
+			Phase:      kubevirtv1.Running,
+			NodeName:   node,
+			Conditions: []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: v1.ConditionTrue}},
+		}
+		if err := c.Update(ctx, vmi); err != nil {
+			t.Fatalf("reporting VMI %s running on %s: %v", name, node, err)
+		}
+		l := map[string]string{kubevirtv1.CreatedByLabel: string(vmi.UID)}
+		for k, v := range labels {
+			l[k] = v
+		}
+		createPod(ctx, t, clientset, vmPod(ns, "virt-launcher-"+name, suite, node, "8", "32Gi", l))
+	}
+	vm("full-a", "cons-1", kubevirtv1.EvictionStrategyLiveMigrate, nil)
+	vm("full-b", "cons-1", kubevirtv1.EvictionStrategyLiveMigrate, nil)
+	vm("full-c", "cons-1", kubevirtv1.EvictionStrategyLiveMigrate, nil)
+	vm("movable", "cons-2", kubevirtv1.EvictionStrategyLiveMigrate, nil)
+	vm("pinned", "cons-3", kubevirtv1.EvictionStrategyNone, nil)
+	vm("budgeted", "cons-4", kubevirtv1.EvictionStrategyLiveMigrate, map[string]string{"app": "budgeted"})
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "budgeted"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "budgeted"}},
+		},
+	}
+	if err := c.Create(ctx, pdb); err != nil {
+		t.Fatalf("creating the PodDisruptionBudget: %v", err)
+	}
+
+	consolidator := &consolidation.Consolidator{Client: c, Options: consolidation.ConsolidatorOptions{
+		MaxInFlight:   5,
+		SchedulerName: schedulerName,
+		Labels: consolidation.Labels{
+			ClusterName: nestpacking.DefaultClusterNameLabelKey, Role: nestpacking.DefaultRoleLabelKey, ControlPlaneRole: nestpacking.DefaultControlPlaneRoleValue,
+		},
+	}}
+	plan, err := consolidator.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("consolidation round: %v", err)
+	}
+	want := []consolidation.Migration{{VM: ns + "/movable", From: "cons-2", To: "cons-1"}}
+	if len(plan.Migrations) != 1 || plan.Migrations[0] != want[0] {
+		t.Fatalf("planned %+v, want %+v", plan.Migrations, want)
+	}
+	migrations := listMigrations(ctx, t, c, ns)
+	if len(migrations) != 1 {
+		t.Fatalf("%d migrations created, want 1", len(migrations))
+	}
+	if m := migrations[0]; m.Spec.VMIName != "movable" || m.Spec.AddedNodeSelector[v1.LabelHostname] != "cons-1" {
+		t.Errorf("migration of %q restricted to %v, want movable pinned to cons-1", m.Spec.VMIName, m.Spec.AddedNodeSelector)
+	}
+
+	// The migration is in flight (KubeVirt has not picked it up): its VM stays put and the next
+	// round creates nothing.
+	plan, err = consolidator.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("second consolidation round: %v", err)
+	}
+	if len(plan.Migrations) != 0 {
+		t.Errorf("second round planned %+v while the first round's migration is in flight", plan.Migrations)
+	}
+	if got := len(listMigrations(ctx, t, c, ns)); got != 1 {
+		t.Errorf("%d migrations after the second round, want still 1", got)
+	}
+}
+
+func listMigrations(ctx context.Context, t *testing.T, c client.Client, namespace string) []kubevirtv1.VirtualMachineInstanceMigration {
+	t.Helper()
+	var list kubevirtv1.VirtualMachineInstanceMigrationList
+	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		t.Fatalf("listing migrations: %v", err)
+	}
+	return list.Items
+}
