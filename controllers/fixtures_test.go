@@ -35,6 +35,12 @@ func zapLevel() zapcore.Level {
 
 var seq atomic.Int64
 
+// eventuallyTimeout bounds every wait of this suite for something the controllers do. A wait ends as
+// soon as what it waits for happens; the bound only decides how long a test takes to fail. It is
+// generous because the suite must hold on a loaded two-core machine (a CPU hog, other suites, the
+// end-to-end sandbox), where a reconcile that takes 50 ms idle can take seconds.
+const eventuallyTimeout = 2 * time.Minute
+
 func uniqueName(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
 
 // registerInfraCluster stores env's kubeconfig in a Secret and registers an InfraCluster for it,

@@ -25,7 +25,7 @@ func TestKubeconfigRotationSwitchesTheConnection(t *testing.T) {
 	_, first := newTenant(t, "rotating")
 	g.Eventually(func(g Gomega) {
 		g.Expect(topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(first)}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "before rotation the tenant namespace is made in the first Infra API server")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "before rotation the tenant namespace is made in the first Infra API server")
 
 	secret := topo.Infras[2].KubeconfigSecret(providerNamespace, "rotating-kubeconfig")
 	g.Expect(mgmt.Update(ctx, secret)).To(Succeed())
@@ -33,7 +33,7 @@ func TestKubeconfigRotationSwitchesTheConnection(t *testing.T) {
 	_, second := newTenant(t, "rotating")
 	g.Eventually(func(g Gomega) {
 		g.Expect(topo.Infras[2].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "after rotation the connection reaches the API server of the new kubeconfig")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "after rotation the connection reaches the API server of the new kubeconfig")
 	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "nothing goes to the old API server after rotation, got %v", err)
 }
@@ -52,7 +52,7 @@ func TestBrokenKubeconfigIsAConditionNotACrash(t *testing.T) {
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(infrav1.KubeconfigSecretNotFoundReason))
 		g.Expect(c.Message).To(ContainSubstring("nest-system/broken-kubeconfig not found"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	g.Expect(mgmt.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: providerNamespace, Name: "broken-kubeconfig"},
 		Data: map[string][]byte{"value": []byte("not: [a kubeconfig")}})).To(Succeed())
@@ -60,7 +60,7 @@ func TestBrokenKubeconfigIsAConditionNotACrash(t *testing.T) {
 		get(g, ic)
 		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.KubeconfigInvalidReason))
 		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "a Secret change is noticed through the Secret watch")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "a Secret change is noticed through the Secret watch")
 }
 
 // An Infra cluster behind a flapping network (one probe in three fails) keeps its failure domain and
@@ -125,7 +125,7 @@ func TestAFlappingInfraClusterKeepsItsFailureDomainAndALostOneComesBack(t *testi
 		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.ProbeFailedReason))
 		g.Expect(hasDomain(g)).To(BeFalse(), "an unavailable Infra cluster leaves the failure domains")
 		g.Expect(eventReasons(g, name)).To(ContainElement(infrav1.BecameUnavailableReason))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	proxy.SetDown(false)
 	g.Eventually(func(g Gomega) {
@@ -133,6 +133,6 @@ func TestAFlappingInfraClusterKeepsItsFailureDomainAndALostOneComesBack(t *testi
 		g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue())
 		g.Expect(hasDomain(g)).To(BeTrue(), "back after one successful probe")
 		g.Expect(ptr.Deref(get(g, nc).(*infrav1.NestCluster).Status.Initialization.Provisioned, false)).To(BeTrue())
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(eventReasons(g, name)).To(ContainElement(infrav1.BecameAvailableReason))
 }

@@ -42,7 +42,7 @@ func TestDeletingAnInfraClusterWaitsForItsUsersThenRemovesWhatItMade(t *testing.
 		g.Expect(conditions.GetReason(ic, infrav1.ReadyCondition)).To(Equal(infrav1.InfraClusterInUseReason))
 		g.Expect(conditions.GetMessage(ic, infrav1.ReadyCondition)).To(And(
 			ContainSubstring("NestCluster "+nc.Namespace+"/"+nc.Name), ContainSubstring("NestMachine "+nm.Namespace+"/"+nm.Name)))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})).To(Succeed())
 	}, 3*time.Second, 500*time.Millisecond).Should(Succeed(), "nothing of a user is removed")
@@ -52,7 +52,7 @@ func TestDeletingAnInfraClusterWaitsForItsUsersThenRemovesWhatItMade(t *testing.
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))
-	}, 60*time.Second, 200*time.Millisecond).Should(BeTrue())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(BeTrue())
 	get(g, nc)
 	before := nc.DeepCopy()
 	nc.Spec.InfraClusters = []infrav1.InfraClusterUse{{Name: "infra-a"}}
@@ -60,7 +60,7 @@ func TestDeletingAnInfraClusterWaitsForItsUsersThenRemovesWhatItMade(t *testing.
 
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(ic), &infrav1.InfraCluster{}))
-	}, 60*time.Second, 200*time.Millisecond).Should(BeTrue(), "the InfraCluster goes once nothing uses it")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(BeTrue(), "the InfraCluster goes once nothing uses it")
 	for _, l := range []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &corev1.SecretList{}, &corev1.ServiceList{}} {
 		g.Expect(env.Client.List(ctx, l, client.MatchingLabels{infrav1.ManagementClusterLabel: string(identity), infrav1.NestClusterNameLabel: nc.Name})).To(Succeed())
 		g.Expect(l).To(HaveField("Items", BeEmpty()), "%T of this provider left behind", l)

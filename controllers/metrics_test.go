@@ -124,7 +124,7 @@ func TestManagerMetricsReportMachinesByPhaseAndProvisioningTime(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(value(samples, "capnest_nestmachines", map[string]string{"phase": "Running", "infracluster": "infra-b"})).
 			To(BeNumerically(">=", 1), "the running machine is counted from the cache")
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	kubevirtInB := map[string]string{"infracluster": "infra-b", "kind": "kubevirt"}
 	g.Expect(value(samples, histogram+"_count", kubevirtInB)).To(BeNumerically(">=", 1), "the provisioning is observed")

@@ -135,7 +135,7 @@ func TestClusterctlMoveHandsOverAndTheTargetAdoptsWithoutTouchingTheMachines(t *
 		moved := &clusterv1.Cluster{}
 		g.Expect(target.Get(ctx, client.ObjectKeyFromObject(cluster), moved)).To(Succeed())
 		g.Expect(ptr.Deref(moved.Spec.Paused, false)).To(BeFalse(), "clusterctl unpauses it")
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	markInfrastructureProvisionedOn(t, target, cluster)
 
 	for _, nm := range append(append([]*infrav1.NestMachine{}, vms...), bm) {
@@ -145,7 +145,7 @@ func TestClusterctlMoveHandsOverAndTheTargetAdoptsWithoutTouchingTheMachines(t *
 			g.Expect(ptr.Deref(moved.Status.Initialization.Provisioned, false)).To(BeTrue(), "moved NestMachine %s: %+v", nm.Name, moved.Status.Conditions)
 			g.Expect(moved.UID).NotTo(Equal(nm.UID), "clusterctl made a new object")
 			g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "gone from the source")
-		}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+		}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	}
 	for i, nm := range vms {
 		vm := &kubevirtv1.VirtualMachine{}
@@ -166,7 +166,7 @@ func TestClusterctlMoveHandsOverAndTheTargetAdoptsWithoutTouchingTheMachines(t *
 	g.Eventually(func(g Gomega) {
 		g.Expect(target.Get(ctx, client.ObjectKeyFromObject(added), added)).To(Succeed())
 		g.Expect(ptr.Deref(added.Status.Initialization.Provisioned, false)).To(BeTrue())
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	for _, nm := range append(append(vms, bm), added) {
 		g.Expect(target.Delete(ctx, &infrav1.NestMachine{ObjectMeta: metav1.ObjectMeta{Namespace: nm.Namespace, Name: nm.Name}})).To(Succeed())
 	}

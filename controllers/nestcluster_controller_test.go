@@ -35,7 +35,7 @@ func ensureThreeInfras(t *testing.T) {
 			ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: name}}).(*infrav1.InfraCluster)
 			g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue(), "InfraCluster %s Ready: %s", name, conditions.GetMessage(ic, infrav1.ReadyCondition))
 		}
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 func TestInfraClustersBecomeReadyAndFailureDomains(t *testing.T) {
@@ -54,14 +54,14 @@ func TestInfraClustersBecomeReadyAndFailureDomains(t *testing.T) {
 		g.Expect(ptr.Deref(nc.Status.Initialization.Provisioned, false)).To(BeTrue())
 		g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), conditions.GetMessage(nc, infrav1.ReadyCondition))
 		g.Expect(conditions.IsTrue(nc, infrav1.InfraClusterLossToleratedCondition)).To(BeTrue())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	_, two := newTenant(t, "infra-a", "infra-b")
 	g.Eventually(func(g Gomega) {
 		get(g, two)
 		g.Expect(conditions.GetReason(two, infrav1.InfraClusterLossToleratedCondition)).To(Equal(infrav1.TwoInfraClustersReason))
 		g.Expect(conditions.GetMessage(two, infrav1.InfraClusterLossToleratedCondition)).To(ContainSubstring("losing that one loses etcd quorum"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "two Infra clusters are not highly available")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "two Infra clusters are not highly available")
 
 	for i := range threeInfras {
 		ns := &corev1.Namespace{}
@@ -78,7 +78,7 @@ func TestNamespaceNotAllowedNeverGetsTheFailureDomain(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		ic := get(g, &infrav1.InfraCluster{ObjectMeta: metav1.ObjectMeta{Name: "restricted"}}).(*infrav1.InfraCluster)
 		g.Expect(conditions.IsTrue(ic, infrav1.ReadyCondition)).To(BeTrue())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	_, nc := newTenant(t, "infra-a", "restricted")
 	g.Eventually(func(g Gomega) {
@@ -89,7 +89,7 @@ func TestNamespaceNotAllowedNeverGetsTheFailureDomain(t *testing.T) {
 		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(c.Reason).To(Equal(infrav1.NamespaceNotAllowedReason))
 		g.Expect(c.Message).To(ContainSubstring("InfraCluster restricted does not admit namespace default"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).NotTo(ContainElement("restricted"))
 	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
@@ -103,7 +103,7 @@ func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *tes
 	_, nc := newTenant(t, threeInfras...)
 	g.Eventually(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
@@ -111,13 +111,13 @@ func TestLosingAnInfraClusterDropsItsFailureDomainAndRecoveryBringsItBack(t *tes
 		g.Expect(conditions.IsFalse(ic, infrav1.ReadyCondition)).To(BeTrue())
 		g.Expect(conditions.GetReason(ic, infrav1.ReachableCondition)).To(Equal(infrav1.ProbeFailedReason))
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(ConsistOf("infra-a", "infra-b"))
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed(), "the lost Infra cluster leaves the failure domains within 10 s")
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed(), "the lost Infra cluster leaves the failure domains within 10 s")
 	g.Expect(conditions.IsTrue(nc, infrav1.ReadyCondition)).To(BeTrue(), "two Infra clusters still serve the tenant")
 
 	restartInfra()
 	g.Eventually(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(ConsistOf(threeInfras))
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the recovered Infra cluster returns")
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed(), "the recovered Infra cluster returns")
 }
 
 func TestUnbalancedControlPlaneAfterRecoveryGetsExactlyOneRollout(t *testing.T) {
@@ -127,7 +127,7 @@ func TestUnbalancedControlPlaneAfterRecoveryGetsExactlyOneRollout(t *testing.T) 
 	cluster, nc := newTenant(t, threeInfras...)
 	g.Eventually(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	kcp := &controlplanev1.KubeadmControlPlane{
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: cluster.Name + "-cp"},
@@ -172,7 +172,7 @@ func TestUnbalancedControlPlaneAfterRecoveryGetsExactlyOneRollout(t *testing.T) 
 		get(g, nc)
 		g.Expect(conditions.GetReason(nc, infrav1.ControlPlaneBalancedCondition)).To(Equal(infrav1.RestoreRequestedReason))
 		g.Expect(nc.Status.LastControlPlaneRestore).NotTo(BeNil())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	// More events for the same unbalanced control plane must not request another rollout.
 	machines := &clusterv1.MachineList{}
@@ -200,7 +200,7 @@ func TestDeletingANestClusterRemovesItsNamespacesAndService(t *testing.T) {
 		g.Expect(nc.Spec.ControlPlaneEndpoint.Host).NotTo(BeEmpty(), "the endpoint comes from the Service's cluster IP")
 		g.Expect(nc.Spec.ControlPlaneEndpoint.Port).To(Equal(int32(6443)))
 		g.Expect(ptr.Deref(nc.Status.Initialization.Provisioned, false)).To(BeTrue())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	svcs := &corev1.ServiceList{}
 	g.Expect(topo.Infras[0].Client.List(ctx, svcs, client.InNamespace(tenantNamespace(nc)))).To(Succeed())
 	g.Expect(svcs.Items).To(HaveLen(1))
@@ -211,7 +211,7 @@ func TestDeletingANestClusterRemovesItsNamespacesAndService(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		err := mgmt.Get(ctx, client.ObjectKeyFromObject(nc), nc)
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "NestCluster released, got %v", err)
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(topo.Infras[0].Client.List(ctx, svcs, client.InNamespace(tenantNamespace(nc)))).To(Succeed())
 	g.Expect(svcs.Items).To(BeEmpty())
 	ns := &corev1.Namespace{}

@@ -55,7 +55,7 @@ func TestOpenShiftEndpointsOnOneInfraCluster(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		api = openshiftService(g, infraA, nc, "api")
 		ingress = openshiftService(g, infraA, nc, "ingress")
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(api.Spec.Type).To(Equal(corev1.ServiceTypeLoadBalancer), "LoadBalancer is the default")
 	g.Expect(api.Spec.Selector).To(Equal(map[string]string{"cluster.x-k8s.io/cluster-name": cluster.Name, "cluster.x-k8s.io/role": "control-plane"}))
 	g.Expect(api.Spec.Ports).To(HaveLen(2))
@@ -88,25 +88,25 @@ func TestOpenShiftEndpointsOnOneInfraCluster(t *testing.T) {
 		g.Expect(ep).NotTo(BeNil())
 		g.Expect(ep.Host).To(Equal("192.0.2.11"))
 		g.Expect(portsOf(ep)).To(Equal(map[string]int32{"http": 80, "https": 443}))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	// The first worker moves ingress to the workers.
 	markInfrastructureProvisioned(t, cluster)
 	worker, _ := newMachine(t, cluster, machineOpts{spec: vmSpec()})
 	g.Eventually(func(g Gomega) {
 		g.Expect(openshiftService(g, infraA, nc, "ingress").Spec.Selector).To(HaveKeyWithValue("cluster.x-k8s.io/role", "worker"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(mgmt.Delete(ctx, worker)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(openshiftService(g, infraA, nc, "ingress").Spec.Selector).To(HaveKeyWithValue("cluster.x-k8s.io/role", "control-plane"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed(), "the last worker gone, ingress is back on the control plane")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "the last worker gone, ingress is back on the control plane")
 
 	g.Expect(mgmt.Delete(ctx, nc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		svcs := &corev1.ServiceList{}
 		g.Expect(infraA.List(ctx, svcs, client.InNamespace(tenantNamespace(nc)))).To(Succeed())
 		g.Expect(svcs.Items).To(BeEmpty())
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 // An OpenShift tenant over three Infra clusters: one API and one ingress Service in each (here
@@ -131,14 +131,14 @@ func TestOpenShiftEndpointsOverThreeInfraClusters(t *testing.T) {
 			g.Expect(portsOf(ep)).To(Equal(map[string]int32{"api": api.Spec.Ports[0].NodePort, "machine-config": api.Spec.Ports[1].NodePort}))
 			g.Expect(publishedEndpoint(nc, name, infrav1.EndpointIngress).Host).To(Equal(ep.Host))
 		}
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(nc.Spec.ControlPlaneEndpoint.Host).To(Equal("10.0.0.10"), "with three control-plane Infra clusters, the user's VIP")
 
 	restart := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		get(g, nc)
 		g.Expect(failureDomainNames(nc)).NotTo(ContainElement("infra-c"))
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(nc.Status.Endpoints).To(HaveLen(6), "the lost Infra cluster's endpoints stay as last reported")
 	g.Expect(publishedEndpoint(nc, "infra-c", infrav1.EndpointAPI).Host).NotTo(BeEmpty())
 	restart()
@@ -147,5 +147,5 @@ func TestOpenShiftEndpointsOverThreeInfraClusters(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		err := mgmt.Get(context.Background(), client.ObjectKeyFromObject(nc), nc)
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "NestCluster released, got %v", err)
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }

@@ -49,7 +49,7 @@ func TestNarrowingAllowedNamespacesStopsNewMachinesAndKeepsTheOthers(t *testing.
 		get(g, second)
 		g.Expect(conditions.GetReason(second, infrav1.VMProvisionedCondition)).To(Equal(infrav1.NamespaceNotAllowedReason))
 		g.Expect(conditions.GetMessage(second, infrav1.VMProvisionedCondition)).To(ContainSubstring("does not admit namespace default"))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(second.Status.Remote).To(BeNil(), "no VM is made for the new machine")
 		g.Expect(ptr.Deref(get(g, first).(*infrav1.NestMachine).Status.Initialization.Provisioned, false)).To(BeTrue(), "the machine already there stays")
@@ -69,7 +69,7 @@ func TestAControlPlaneVMThatWouldUnbalanceWaitsForBalance(t *testing.T) {
 	cluster, nc := provisionedTenant(t)
 	g.Eventually(func(g Gomega) {
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(3))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	_, first := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: vmSpec()})
 	waitProvisioned(t, first)
 	_, second := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: vmSpec()})
@@ -77,7 +77,7 @@ func TestAControlPlaneVMThatWouldUnbalanceWaitsForBalance(t *testing.T) {
 		get(g, second)
 		g.Expect(conditions.GetReason(second, infrav1.VMProvisionedCondition)).To(Equal(infrav1.ControlPlaneUnbalancedReason))
 		g.Expect(conditions.GetMessage(second, infrav1.VMProvisionedCondition)).To(ContainSubstring("infra-a=1"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(second)}, &kubevirtv1.VirtualMachine{})
 	g.Expect(err).To(HaveOccurred(), "no second control-plane VM in infra-a while infra-b and infra-c have none")
 
@@ -88,7 +88,7 @@ func TestAControlPlaneVMThatWouldUnbalanceWaitsForBalance(t *testing.T) {
 	NewWithT(t).Eventually(func(g Gomega) {
 		get(g, second)
 		g.Expect(ptr.Deref(second.Status.Initialization.Provisioned, false)).To(BeTrue(), "VMProvisioned: %s", conditions.GetMessage(second, infrav1.VMProvisionedCondition))
-	}, 60*time.Second, 500*time.Millisecond).Should(Succeed(), "with one control-plane VM in each Infra cluster, a fourth is within the rule")
+	}, eventuallyTimeout, 500*time.Millisecond).Should(Succeed(), "with one control-plane VM in each Infra cluster, a fourth is within the rule")
 }
 
 // A NestMachine whose VM patches add a host disk (a file of the Infra node) gets no VM in an Infra
@@ -106,7 +106,7 @@ func TestVMPatchesTheInfraClusterDoesNotAllowMakeNoVM(t *testing.T) {
 		get(g, nm)
 		g.Expect(conditions.GetReason(nm, infrav1.VMProvisionedCondition)).To(Equal(infrav1.VMPatchFailedReason))
 		g.Expect(conditions.GetMessage(nm, infrav1.VMProvisionedCondition)).To(ContainSubstring("spec.vmPatchPolicy.allow does not list HostDisk"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
 	g.Expect(err).To(HaveOccurred(), "no VM with a host disk the Infra cluster does not allow")
 }

@@ -108,7 +108,7 @@ func (p *hostPool) add(n int, extra map[string]string, online bool) []string {
 				g.Expect(h.Status.Provisioning.State).To(Equal(bmov1alpha1.StateAvailable), "host %s registers and is inspected", name)
 			}
 		}
-	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 	return names
 }
 
@@ -155,7 +155,7 @@ func (p *hostPool) expectAllReleased(t *testing.T) {
 		g.Expect(p.env.Client.List(context.Background(), secrets, client.InNamespace(p.ns),
 			client.MatchingLabels{infrav1.ManagedByLabel: infrav1.ManagedByValue})).To(Succeed())
 		g.Expect(secrets.Items).To(BeEmpty(), "data Secrets are deleted")
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 // bareMetalSpec selects hosts of a pool and writes a qcow2 image.
@@ -193,7 +193,7 @@ func waitHostProvisioned(t *testing.T, nms ...*infrav1.NestMachine) {
 			g.Expect(hostProvisioned(nm)).To(BeTrue(), "NestMachine %s: HostClaimed %q, HostProvisioned %q", nm.Name,
 				conditions.GetMessage(nm, infrav1.HostClaimedCondition), conditions.GetMessage(nm, infrav1.HostProvisionedCondition))
 		}
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 // expectOneHostEach checks every machine holds its own host of the pool and the host names it.
@@ -258,7 +258,7 @@ func TestBareMetalConcurrentMachinesClaimDistinctHostsAndDeletingReturnsThem(t *
 			g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(),
 				"NestMachine %s keeps its finalizer until its host is back", nm.Name)
 		}
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	p.expectAllReleased(t)
 }
 
@@ -284,7 +284,7 @@ func TestBareMetalMachinesBeyondTheHostsWaitAndProceedWhenHostsAreAdded(t *testi
 		}
 		g.Expect(provisioned).To(Equal(20), "every host is used")
 		g.Expect(waiting).To(HaveLen(5), "the others wait for a host")
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	for _, nm := range waiting {
 		msg := conditions.GetMessage(nm, infrav1.HostClaimedCondition)
 		g.Expect(msg).To(ContainSubstring("Infra cluster infra-a"))
@@ -307,7 +307,7 @@ func TestBareMetalHostInErrorIsSkipped(t *testing.T) {
 	broken := p.add(1, map[string]string{failLabel: "power-management"}, true)[0]
 	g.Eventually(func(g Gomega) {
 		g.Expect(p.host(g, broken).Status.ErrorType).To(Equal(bmov1alpha1.PowerManagementError))
-	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 
 	cluster, _ := provisionedTenant(t)
 	nm := newBareMetalMachines(t, cluster, "infra-a", bareMetalSpec(p.pool), 1)[0]
@@ -315,7 +315,7 @@ func TestBareMetalHostInErrorIsSkipped(t *testing.T) {
 		get(g, nm)
 		g.Expect(conditions.GetReason(nm, infrav1.HostClaimedCondition)).To(Equal(infrav1.NoHostAvailableReason))
 		g.Expect(conditions.GetMessage(nm, infrav1.HostClaimedCondition)).To(ContainSubstring("1 match, 0 available"))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(p.host(g, broken).Spec.ConsumerRef).To(BeNil(), "a host in error is never claimed")
 
 	healthy := p.add(1, nil, false)[0]
@@ -342,13 +342,13 @@ func TestBareMetalProvisioningFailureIsReportedAndDeleteStillReleases(t *testing
 		g.Expect(c.Message).To(ContainSubstring("checksum mismatch"), "the operator's error message is passed on")
 		g.Expect(nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseFailed))
 		g.Expect(conditions.GetReason(nm, infrav1.ReadyCondition)).To(Equal(infrav1.HostErrorReason))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Expect(hostProvisioned(nm)).To(BeFalse())
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue())
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	p.expectAllReleased(t)
 }
 
@@ -364,7 +364,7 @@ func TestBareMetalMachineNeverTakesAHostOfAnotherInfraCluster(t *testing.T) {
 		get(g, nm)
 		g.Expect(conditions.GetReason(nm, infrav1.HostClaimedCondition)).To(Equal(infrav1.NoHostAvailableReason))
 		g.Expect(conditions.GetMessage(nm, infrav1.HostClaimedCondition)).To(ContainSubstring("Infra cluster infra-a"))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(other.claimedBy(g)).To(BeEmpty(), "matching hosts of infra-b are not a fallback for infra-a")
 	}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
@@ -391,7 +391,7 @@ func TestBareMetalManagerRestartFindsTheClaimedHostAndClaimsNoOther(t *testing.T
 		g.Expect(nm.Status.Remote).NotTo(BeNil(), "the claim is recorded")
 		held = nm.Status.Remote.Name
 		g.Expect(p.host(g, held).Status.Provisioning.State).To(Equal(bmov1alpha1.StateProvisioning))
-	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 
 	// While the manager is down, lose the record on the NestMachine too: only the host's consumerRef
 	// remembers the claim.
@@ -427,18 +427,18 @@ func TestBareMetalUnreachableInfraDuringDeleteReleasesTheHostOnReturn(t *testing
 	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "released after the grace period")
 		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(ContainElement(And(
 			HaveField("Kind", "BareMetalHost"), HaveField("Namespace", p.ns), HaveField("Name", hostName))))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	restartInfra()
 	p.expectAllReleased(t)
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(BeEmpty(), "the released host is no orphan any more")
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }

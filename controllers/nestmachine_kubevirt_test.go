@@ -39,7 +39,7 @@ func waitProvisioned(t *testing.T, nm *infrav1.NestMachine) {
 		get(g, nm)
 		g.Expect(ptr.Deref(nm.Status.Initialization.Provisioned, false)).To(BeTrue(),
 			"VMProvisioned: %s", conditions.GetMessage(nm, infrav1.VMProvisionedCondition))
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 func infraEnv(name string) *envtest.Environment {
@@ -133,7 +133,7 @@ func TestIgnitionUsesAConfigDriveAndTheSecretGoesWithTheVM(t *testing.T) {
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "NestMachine released")
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	expectNothingLeft(t, c, ns, nm)
 }
 
@@ -157,7 +157,7 @@ func TestManagerRestartMidProvisioningCreatesNoSecondVM(t *testing.T) {
 	c := infraEnv("infra-a").Client
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})).To(Succeed())
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the VM is created")
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed(), "the VM is created")
 	g.Expect(ptr.Deref(get(g, nm).(*infrav1.NestMachine).Status.Initialization.Provisioned, false)).To(BeFalse(), "still booting")
 
 	stopManager()
@@ -177,12 +177,12 @@ func TestDeletingDuringProvisioningLeaksNothing(t *testing.T) {
 	c := infraEnv("infra-b").Client
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachineInstance{})).To(Succeed())
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the VM is booting")
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed(), "the VM is booting")
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "NestMachine released")
-	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	expectNothingLeft(t, c, ns, nm)
 	pods := &corev1.PodList{}
 	g.Expect(c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)})).To(Succeed())
@@ -209,7 +209,7 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 	restartInfra := stopAPIServer(t, topo.Infras[2])
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.IsFalse(get(g, ic).(*infrav1.InfraCluster), infrav1.ReadyCondition)).To(BeTrue())
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 
 	// A provisioned machine stays provisioned while its Infra cluster is away; Ready says why not.
 	g.Eventually(func(g Gomega) {
@@ -218,14 +218,14 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 		g.Expect(conditions.IsTrue(nm, infrav1.VMProvisionedCondition)).To(BeTrue())
 		g.Expect(nm.Status.Phase).To(Equal(infrav1.NestMachinePhaseRunning))
 		g.Expect(ptr.Deref(nm.Status.Initialization.Provisioned, false)).To(BeTrue())
-	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 
 	g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue(), "released after the grace period")
 		g.Expect(get(g, ic).(*infrav1.InfraCluster).Status.Orphans).To(ContainElement(And(
 			HaveField("Kind", "VirtualMachine"), HaveField("Namespace", ns), HaveField("Name", vmName))))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
 	restartInfra()
 	g.Eventually(func(g Gomega) {
@@ -254,7 +254,7 @@ func TestPausedClusterCreatesNothingUntilUnpaused(t *testing.T) {
 		get(g, nm)
 		g.Expect(conditions.IsTrue(nm, clusterv1.PausedCondition)).To(BeTrue(), "conditions: %+v", nm.Status.Conditions)
 		g.Expect(conditions.GetMessage(nm, clusterv1.PausedCondition)).To(Equal("Cluster spec.paused is set to true"))
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed())
 	// The Paused condition was written by the reconcile that saw the NestMachine; a wrongly unpaused
 	// reconcile would create the VM within the window.
 	ns := tenantNamespace(nc)
@@ -283,7 +283,7 @@ func TestInvalidIgnitionIsAConditionAndNoVM(t *testing.T) {
 		get(g, nm)
 		g.Expect(conditions.GetReason(nm, infrav1.VMProvisionedCondition)).To(Equal(infrav1.InvalidBootstrapDataReason))
 		g.Expect(conditions.GetMessage(nm, infrav1.BootstrapReadyCondition)).To(ContainSubstring("not a valid Ignition config"))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	for _, c := range nm.Status.Conditions {
 		g.Expect(c.Message).NotTo(ContainSubstring("s3cr3t"), "condition %s quotes the data", c.Type)
 	}

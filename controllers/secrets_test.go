@@ -61,14 +61,14 @@ func TestBootstrapDataIsNeverLoggedNorInEventsOrConditions(t *testing.T) {
 	waitProvisioned(t, ok)
 	g.Eventually(func(g Gomega) {
 		g.Expect(conditions.GetReason(get(g, bad).(*infrav1.NestMachine), infrav1.VMProvisionedCondition)).To(Equal(infrav1.InvalidBootstrapDataReason))
-	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	for _, nm := range []*infrav1.NestMachine{ok, bad} {
 		g.Expect(mgmt.Delete(ctx, nm)).To(Succeed())
 	}
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(ok), &infrav1.NestMachine{})) &&
 			apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(bad), &infrav1.NestMachine{}))
-	}, 60*time.Second, 200*time.Millisecond).Should(BeTrue())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(BeTrue())
 
 	written := logs.String()
 	g.Expect(written).To(ContainSubstring("Created the VirtualMachine"), "the capture holds the manager's logs")

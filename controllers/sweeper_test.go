@@ -31,7 +31,7 @@ func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnect
 	c := infraEnv("infra-c").Client
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{})).To(Succeed())
-	}, 20*time.Second, 100*time.Millisecond).Should(Succeed(), "the NestCluster made its tenant namespace")
+	}, eventuallyTimeout, 100*time.Millisecond).Should(Succeed(), "the NestCluster made its tenant namespace")
 
 	gone := ownership.Owner{Kind: ownership.KindNestMachine, Namespace: nc.Namespace, Name: "gone-machine", UID: "3b0f1d5e-0000-4000-8000-000000000000", NestCluster: nc.Name}
 	stray := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone-machine-bootstrap",
@@ -48,7 +48,7 @@ func TestSweeperRemovesWhatAGoneNestMachineLeftWhileTheInfraClusterStayedConnect
 	// Full probes come every sixth probe: every 6 s at this suite's 1 s interval.
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(stray), &corev1.Secret{}))
-	}, 30*time.Second, 200*time.Millisecond).Should(BeTrue(), "the sweeper deletes the object of a NestMachine that no longer exists")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(BeTrue(), "the sweeper deletes the object of a NestMachine that no longer exists")
 	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(kept), &corev1.Secret{})).To(Succeed(), "an object without the provider's managed-by label is never swept")
 	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(othersStray), &corev1.Secret{})).To(Succeed(), "another management cluster's object is never swept")
 }
@@ -89,7 +89,7 @@ func TestTwoManagementClustersOnOneInfraClusterSweepOnlyTheirOwn(t *testing.T) {
 			g.Eventually(func(g Gomega) {
 				g.Expect(tn.mgmt.Get(ctx, client.ObjectKeyFromObject(nm), nm)).To(Succeed())
 				g.Expect(conditions.IsTrue(nm, infrav1.VMProvisionedCondition)).To(BeTrue(), "VMProvisioned: %s", conditions.GetMessage(nm, infrav1.VMProvisionedCondition))
-			}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+			}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 			for k, v := range vmUIDs(g, topo.Infras[i].Client, tn.ns, nm) {
 				before[threeInfras[i]+"/"+tn.ns+"/"+k] = v
 			}
@@ -155,6 +155,6 @@ func TestLongNamedMachineSurvivesSweepsAndDeleteStillRemovesEverything(t *testin
 	g.Eventually(func(g Gomega) {
 		g.Expect(apierrors.IsNotFound(mgmt.Get(ctx, client.ObjectKeyFromObject(nm), &infrav1.NestMachine{}))).To(BeTrue())
 		g.Expect(apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: vmName}, &kubevirtv1.VirtualMachine{}))).To(BeTrue())
-	}, 60*time.Second, 200*time.Millisecond).Should(Succeed())
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	expectNothingLeft(t, c, ns, nm)
 }
