@@ -38,8 +38,50 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// Bootstrap data carries join tokens and certificates: the manager, logging at the highest
-// verbosity, never writes any of it, nor do its events and conditions, while machines with
+// captureWriter keeps what is written to it between start and stop, and drops the rest: the suite
+// logs through it at every level (TestMain), and a test that looks for something in the logs of the
+// whole process captures them.
+type captureWriter struct {
+	mu  sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w *captureWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf != nil {
+		w.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// Enabled makes the writer its own zap level: every level while capturing, none otherwise, so that
+// the suite formats no debug line nobody keeps.
+func (w *captureWriter) Enabled(zapcore.Level) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf != nil
+}
+
+func (w *captureWriter) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = &bytes.Buffer{}
+}
+
+func (w *captureWriter) stop() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.buf.String()
+	w.buf = nil
+	return out
+}
+
+// suiteLogs captures the logs of everything but a manager with a logger of its own.
+var suiteLogs = &captureWriter{}
+
+// Bootstrap data carries join tokens and certificates: the manager and the KubeVirt simulators,
+// logging at the highest verbosity, never write any of it, nor do its events and conditions, while machines with
 // distinctive bootstrap data are provisioned, fail to provision and are deleted.
 func TestBootstrapDataIsNeverLoggedNorInEventsOrConditions(t *testing.T) {
 	g := NewWithT(t)
@@ -51,6 +93,8 @@ func TestBootstrapDataIsNeverLoggedNorInEventsOrConditions(t *testing.T) {
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	stopManager = stop // the suite's manager from now on
+	// And the simulators', at every level.
+	suiteLogs.start()
 
 	const secret = "nest-b00tstrap-t0ken-9f3c"
 	cluster, _ := provisionedTenant(t)
@@ -73,7 +117,10 @@ func TestBootstrapDataIsNeverLoggedNorInEventsOrConditions(t *testing.T) {
 	written := logs.String()
 	g.Expect(written).To(ContainSubstring("Created the VirtualMachine"), "the capture holds the manager's logs")
 	g.Expect(strings.Count(written, "\n")).To(BeNumerically(">", 20))
-	g.Expect(written).NotTo(ContainSubstring(secret), "bootstrap data in the logs")
+	g.Expect(written).NotTo(ContainSubstring(secret), "bootstrap data in the manager's logs")
+	simulators := suiteLogs.stop()
+	g.Expect(simulators).To(ContainSubstring(`"controller":"kubevirt-vmi"`), "the capture holds the KubeVirt simulators' logs")
+	g.Expect(simulators).NotTo(ContainSubstring(secret), "bootstrap data in the simulators' logs")
 	events := &corev1.EventList{}
 	g.Expect(mgmt.List(ctx, events)).To(Succeed())
 	for _, e := range events.Items {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 
+	uberzap "go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -36,7 +38,13 @@ var (
 // TestMain starts one management and three Infra API servers, a KubeVirt simulator with four fake
 // nodes on each Infra cluster, and the provider's manager, shared by every test of the package.
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
+	// Everything in the process logs through this logger but the manager a test starts with its own:
+	// the KubeVirt simulators (which place launcher pods themselves here) and the suite's manager. stderr gets
+	// zapLevel(); suiteLogs gets every level while a test captures it (and costs nothing otherwise).
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel()),
+		zap.RawZapOpts(uberzap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return zapcore.NewTee(c, zapcore.NewCore(zapcore.NewJSONEncoder(uberzap.NewProductionEncoderConfig()), zapcore.AddSync(suiteLogs), suiteLogs))
+		}))))
 	var err error
 	topo, err = envtest.StartTopology(3, envtest.Options{CRDs: envtest.Management})
 	exitOn(err)
