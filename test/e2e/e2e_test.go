@@ -41,10 +41,7 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 			Expect(pods.Items[0].Spec.SchedulerName).To(Equal(sandbox.SchedulerName), "the VM asks for nest-scheduler")
 			Expect(pods.Items[0].Spec.NodeName).To(Equal(vmi.Status.NodeName), "nest-scheduler bound the launcher pod")
 
-			node := &corev1.Node{}
-			Expect(ha.Env.Client.Get(ctx, client.ObjectKey{Name: r.Node}, node)).To(Succeed())
-			Expect(node.Spec.ProviderID).To(Equal("nest://"+remote.InfraCluster+"/"+remote.Namespace+"/"+remote.Name),
-				"the provider set the tenant Node's providerID through CAPI's ClusterCache")
+			expectProviderID(ctx, ha, r, remote)
 		}
 		kcp := controlPlane(ctx, Default, ha)
 		Expect(ptr.Deref(kcp.Status.ReadyReplicas, 0)).To(Equal(int32(3)), "the real KubeadmControlPlane counts three ready replicas")
@@ -63,9 +60,7 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 			Expect(r.Phase).To(Equal("Running"), "machine %s", r.Machine)
 			remote := remoteOf(ctx, Default, ocp, r.Machine)
 			Expect(r.Node).To(Equal(remote.Name), "the RHCOS guest of %s took its node name from the hostname the provider merged into its Ignition", r.Machine)
-			node := &corev1.Node{}
-			Expect(ocp.Env.Client.Get(ctx, client.ObjectKey{Name: r.Node}, node)).To(Succeed())
-			Expect(node.Spec.ProviderID).To(Equal("nest://" + remote.InfraCluster + "/" + remote.Namespace + "/" + remote.Name))
+			expectProviderID(ctx, ocp, r, remote)
 		}
 
 		By("the NestCluster publishes the API, machine-config server and ingress in every Infra cluster")
@@ -114,11 +109,9 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 	})
 
 	It("provisions bare-metal workers of the partially virtualized flavor on Metal3 hosts, and releases them", func(ctx SpecContext) {
-		bm, err := sb.CreateTenant(ctx, sandbox.TenantOptions{
+		bm := createReadyTenant(ctx, sandbox.TenantOptions{
 			Name: "bm", Namespace: "tenants-bm", Flavor: sandbox.FlavorBareMetalWorkers, Workers: 2, Infra: "infra-2",
 		})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(sb.WaitReady(ctx, bm, readyTimeout)).To(Succeed(), "the partially virtualized tenant comes up")
 		workers := machinesOf(bm, "worker")
 		Expect(workers).To(HaveLen(2))
 		hosts := sb.Infra("infra-2").Env.Client
@@ -156,19 +149,15 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 	})
 
 	It("provisions an OpenShift tenant's bare-metal workers from the worker ignition, and releases them", func(ctx SpecContext) {
-		bm, err := sb.CreateTenant(ctx, sandbox.TenantOptions{
+		bm := createReadyTenant(ctx, sandbox.TenantOptions{
 			Name: "ocp-bm", Namespace: "tenants-ocp-bm", Flavor: sandbox.FlavorOpenShiftBareMetalWorkers, Workers: 1, Infra: "infra-2",
 		})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(sb.WaitReady(ctx, bm, readyTimeout)).To(Succeed(), "the partially virtualized OpenShift tenant comes up")
 		workers := machinesOf(bm, "worker")
 		Expect(workers).To(HaveLen(1))
 		Expect(workers[0].InfraNode).To(HavePrefix("infra-2-host-"), "the worker runs on a BareMetalHost")
 		remote := remoteOf(ctx, Default, bm, workers[0].Machine)
 		Expect(remote.Kind).To(Equal("BareMetalHost"))
-		node := &corev1.Node{}
-		Expect(bm.Env.Client.Get(ctx, client.ObjectKey{Name: workers[0].Node}, node)).To(Succeed())
-		Expect(node.Spec.ProviderID).To(Equal("nest://" + remote.InfraCluster + "/" + remote.Namespace + "/" + remote.Name))
+		expectProviderID(ctx, bm, workers[0], remote)
 		nc := &infrav1.NestCluster{}
 		Expect(sb.Client().Get(ctx, bm.Key(), nc)).To(Succeed())
 		Expect(nc.Status.Endpoints).To(ConsistOf(HaveField("Role", infrav1.EndpointAPI)), "the flavor publishes no ingress Service: the routers run on the hosts")

@@ -193,3 +193,19 @@ func nodeReady(node *corev1.Node) corev1.ConditionStatus {
 	}
 	return ""
 }
+
+// createReadyTenant creates a tenant of the sandbox and waits until it is ready.
+func createReadyTenant(ctx context.Context, o sandbox.TenantOptions) *sandbox.Tenant {
+	t, err := sb.CreateTenant(ctx, o)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(sb.WaitReady(ctx, t, readyTimeout)).To(Succeed(), "tenant %s/%s (flavor %s) comes up", o.Namespace, o.Name, o.Flavor)
+	return t
+}
+
+// expectProviderID checks that the tenant Node a machine registered carries the providerID of the
+// machine's VM or host, which the provider sets through CAPI's ClusterCache.
+func expectProviderID(ctx context.Context, t *sandbox.Tenant, r sandbox.MachineRow, remote *infrav1.RemoteObject) {
+	node := &corev1.Node{}
+	Expect(t.Env.Client.Get(ctx, client.ObjectKey{Name: r.Node}, node)).To(Succeed())
+	Expect(node.Spec.ProviderID).To(Equal(infrav1.ProviderID(remote.InfraCluster, remote.Namespace, remote.Name)), "the Node of machine %s", r.Machine)
+}
