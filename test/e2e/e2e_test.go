@@ -266,7 +266,7 @@ var _ = Describe("A highly available tenant over three Infra clusters", Ordered,
 
 	It("deletes the OpenShift tenant and leaves none of its Services, VMs or namespaces", func(ctx SpecContext) {
 		Expect(sb.DeleteTenant(ctx, ocp, 4*time.Minute)).To(Succeed())
-		Eventually(func(g Gomega) []string { return objectsOfTenant(ctx, g, ocp) }).WithTimeout(2*time.Minute).WithPolling(poll).Should(BeEmpty())
+		Eventually(func(g Gomega) []string { return objectsOfTenant(ctx, g, ocp) }).WithTimeout(2 * time.Minute).WithPolling(poll).Should(BeEmpty())
 	})
 
 	It("moves to another management cluster with clusterctl move, keeping every VM, and runs from there", func(ctx SpecContext) {
