@@ -49,6 +49,16 @@ build: ## Build the manager into bin/manager and nest-scheduler into bin/nest-sc
 	go build -o $(BIN)/manager .
 	$(MAKE) -C scheduler-plugin build
 
+##@ Operations
+
+INFRA_KUBECONFIG ?= $(KUBECONFIG)
+INFRA_KUBECONFIG_FLAGS ?=
+
+.PHONY: infra-kubeconfig
+infra-kubeconfig: ## Print the kubeconfig Secret of InfraCluster NAME for config/infra-rbac's ServiceAccount in the Infra cluster of INFRA_KUBECONFIG (pipe it to kubectl apply).
+	@if [ -z "$(NAME)" ]; then echo "usage: make infra-kubeconfig INFRA_KUBECONFIG=<infra admin kubeconfig> NAME=<InfraCluster> [INFRA_KUBECONFIG_FLAGS='--server https://... --duration 720h']" >&2; exit 1; fi
+	@go run ./hack/infra-kubeconfig --kubeconfig "$(INFRA_KUBECONFIG)" --secret-name "$(NAME)-kubeconfig" $(INFRA_KUBECONFIG_FLAGS)
+
 ##@ Test
 
 .PHONY: envtest-assets

@@ -173,10 +173,17 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !res.Full {
 		groups = servedGroups(conn)
 	}
+	if err := conn.Forbidden(); err != nil {
+		// A watch the Infra cluster refuses leaves its kind stale: reconnect once it is granted.
+		r.Registry.Disconnect(ic.Name)
+		markUnreachable(ic, connectFailure(err))
+		setProbeTime(ic, now)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
 	justConnected := false
 	if !conn.Connected() {
 		if err := r.Registry.Connect(ctx, conn, groups); err != nil {
-			markUnreachable(ic, &reasonError{reason: infrav1.ProbeFailedReason, err: err})
+			markUnreachable(ic, connectFailure(err))
 			setProbeTime(ic, now)
 			return ctrl.Result{RequeueAfter: interval}, nil
 		}
@@ -192,6 +199,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		swept, err := r.sweeper.sweep(ctx, conn, ic)
 		if err != nil {
 			log.Error(err, "Sweeping orphans")
+			r.reportForbiddenSweep(ic, err)
 		} else {
 			if swept > 0 {
 				log.Info("Swept orphans", "count", swept)

@@ -215,6 +215,7 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if s.unreachable != "" {
 			conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterUnavailableReason, Message: s.unreachable})
 		}
+		markForbidden(nm, reterr)
 		switch err := p.Patch(ctx, nm); {
 		case apierrors.IsNotFound(err), err == nil && !nm.DeletionTimestamp.IsZero() && len(nm.Finalizers) == 0:
 			r.versions.forget(req.NamespacedName)

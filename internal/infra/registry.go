@@ -10,6 +10,7 @@ import (
 
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -230,6 +231,51 @@ type Connection struct {
 	cache  cache.Cache
 	client client.Client
 	cancel context.CancelFunc
+	// refusals are the list and watch refusals of the running cache's informers.
+	refusals *refusals
+}
+
+// refusals records what an Infra cluster refused the informers of one cache: the first refusal ends
+// the wait for its sync at once (it would only time out), the last one is Connection.Forbidden.
+type refusals struct {
+	first chan error
+	mu    sync.Mutex
+	last  error
+}
+
+func newRefusals() *refusals { return &refusals{first: make(chan error, 1)} }
+
+// handler is the cache's watch error handler: it records refusals and leaves the rest, and the
+// logging, to client-go's default handler.
+func (f *refusals) handler(infra string) toolscache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *toolscache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			err = Forbidden(infra, "list", "", err)
+			select {
+			case f.first <- err:
+			default:
+			}
+			f.mu.Lock()
+			f.last = err
+			f.mu.Unlock()
+		}
+		toolscache.DefaultWatchErrorHandler(ctx, r, err)
+	}
+}
+
+// Forbidden is the last list or watch of the connected cache that the Infra cluster refused (a
+// *ForbiddenError), or nil. A refused informer never fills, or stops following, its kind: the
+// connection is not usable until the grant is fixed and the cache rebuilt.
+func (c *Connection) Forbidden() error {
+	c.mu.RLock()
+	f := c.refusals
+	c.mu.RUnlock()
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
 }
 
 func newConnection(name string, cfg *rest.Config, identity string, opts Options) (*Connection, error) {
@@ -254,7 +300,7 @@ func newConnection(name string, cfg *rest.Config, identity string, opts Options)
 	}
 	return &Connection{
 		Name: name, identity: identity, config: cfg, probeConfig: probeCfg, httpClient: httpClient,
-		mapper: mapper, scheme: opts.Scheme, Uncached: uncached,
+		mapper: mapper, scheme: opts.Scheme, Uncached: forbiddenNamed(name, uncached),
 	}, nil
 }
 
@@ -312,6 +358,18 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 	if connected {
 		return nil
 	}
+	var kinds []cachedKind
+	for _, k := range cachedKinds {
+		if groups.Has(k.group) || k.group == "" {
+			kinds = append(kinds, k)
+		}
+	}
+	// The checks and the first list share one bound: an Infra cluster that hangs is given up on.
+	syncCtx, syncCancel := context.WithTimeout(ctx, syncTimeout)
+	defer syncCancel()
+	if err := c.checkCacheGrants(syncCtx, kinds); err != nil {
+		return err
+	}
 	managed := labels.SelectorFromSet(labels.Set{infrav1.ManagedByLabel: infrav1.ManagedByValue})
 	byObject := map[client.Object]cache.ByObject{}
 	for _, k := range cachedKinds {
@@ -320,22 +378,21 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 		}
 	}
 	byObject[&corev1.Node{}] = cache.ByObject{Transform: stripNodeImages}
+	refused := newRefusals()
 	remoteCache, err := cache.New(c.config, cache.Options{
 		HTTPClient:                  c.httpClient,
 		Scheme:                      c.scheme,
 		Mapper:                      c.mapper,
 		ByObject:                    byObject,
 		DefaultTransform:            cache.TransformStripManagedFields(),
+		DefaultWatchErrorHandler:    refused.handler(c.Name),
 		ReaderFailOnMissingInformer: true,
 	})
 	if err != nil {
 		return fmt.Errorf("building the cache of Infra cluster %s: %w", c.Name, err)
 	}
 	cacheCtx, cancel := context.WithCancel(parent)
-	for _, k := range cachedKinds {
-		if !groups.Has(k.group) && k.group != "" {
-			continue
-		}
+	for _, k := range kinds {
 		inf, err := remoteCache.GetInformer(cacheCtx, k.object)
 		if err != nil {
 			cancel()
@@ -355,11 +412,18 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 			ctrl.LoggerFrom(parent).Error(err, "Cache of Infra cluster stopped", "infraCluster", c.Name)
 		}
 	}()
-	syncCtx, syncCancel := context.WithTimeout(ctx, syncTimeout)
-	defer syncCancel()
-	if !remoteCache.WaitForCacheSync(syncCtx) {
+	synced := make(chan bool, 1)
+	go func() { synced <- remoteCache.WaitForCacheSync(syncCtx) }()
+	select {
+	case ok := <-synced:
+		if !ok {
+			cancel()
+			return fmt.Errorf("the cache of Infra cluster %s did not sync within %s", c.Name, syncTimeout)
+		}
+	case err := <-refused.first:
+		// A refused list is retried forever and never syncs: say what to grant now.
 		cancel()
-		return fmt.Errorf("the cache of Infra cluster %s did not sync within %s", c.Name, syncTimeout)
+		return err
 	}
 	cl, err := client.New(c.config, client.Options{
 		Scheme: c.scheme, HTTPClient: c.httpClient, Mapper: c.mapper,
@@ -369,13 +433,14 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 		cancel()
 		return fmt.Errorf("building the cached client of Infra cluster %s: %w", c.Name, err)
 	}
+	cl = forbiddenNamed(c.Name, cl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch != epoch {
 		cancel()
 		return fmt.Errorf("Infra cluster %s was disconnected while connecting", c.Name)
 	}
-	c.cache, c.client, c.cancel, c.groups, c.connected = remoteCache, cl, cancel, groups, true
+	c.cache, c.client, c.cancel, c.groups, c.connected, c.refusals = remoteCache, cl, cancel, groups, true, refused
 	return nil
 }
 
@@ -386,7 +451,7 @@ func (c *Connection) disconnect() {
 		c.cancel()
 	}
 	c.epoch++
-	c.cache, c.client, c.cancel, c.connected = nil, nil, nil, false
+	c.cache, c.client, c.cancel, c.connected, c.refusals = nil, nil, nil, false, nil
 }
 
 func sameKind(a, b client.Object) bool {

@@ -124,7 +124,7 @@ func managementClusterID(ctx context.Context, reader client.Reader, given string
 
 // setupControllers registers the Infra-cluster registry and every controller.
 func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, id ownership.Identity) error {
-	registry := infra.NewRegistry(infra.Options{Scheme: mgr.GetScheme(), QPS: o.InfraAPIQPS, Burst: o.InfraAPIBurst})
+	registry := infra.NewRegistry(infra.Options{Scheme: mgr.GetScheme(), QPS: o.InfraAPIQPS, Burst: o.InfraAPIBurst, CacheSyncTimeout: o.InfraCacheSyncTimeout})
 	if err := mgr.Add(registry); err != nil {
 		return fmt.Errorf("adding the Infra-cluster registry: %w", err)
 	}

@@ -44,6 +44,9 @@ type Options struct {
 	// InfraAPIQPS and InfraAPIBurst limit requests to each Infra cluster.
 	InfraAPIQPS   float32
 	InfraAPIBurst int
+	// InfraCacheSyncTimeout bounds the first list of a new Infra-cluster cache (and the access checks
+	// before it): an Infra cluster that answers its probe but not the list is retried after it.
+	InfraCacheSyncTimeout time.Duration
 	// ProviderNamespace holds the kubeconfig Secrets of InfraClusters.
 	ProviderNamespace string
 	// ManagementClusterID is this management cluster's identity, put on everything the provider makes
@@ -74,6 +77,7 @@ func DefaultOptions() Options {
 		KubeAPIBurst:                   100,
 		InfraAPIQPS:                    50,
 		InfraAPIBurst:                  100,
+		InfraCacheSyncTimeout:          30 * time.Second,
 		ProviderNamespace:              "nest-system",
 		Manager:                        flags.ManagerOptions{DiagnosticsAddress: ":8443", TLSMinVersion: "VersionTLS12"},
 	}
@@ -106,6 +110,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Request burst to the management cluster.")
 	fs.Float32Var(&o.InfraAPIQPS, "infra-api-qps", o.InfraAPIQPS, "Requests per second to each Infra cluster.")
 	fs.IntVar(&o.InfraAPIBurst, "infra-api-burst", o.InfraAPIBurst, "Request burst to each Infra cluster.")
+	fs.DurationVar(&o.InfraCacheSyncTimeout, "infra-cache-sync-timeout", o.InfraCacheSyncTimeout,
+		"How long connecting to an Infra cluster waits for its cache's first list before giving up and trying again at the next probe.")
 	fs.StringVar(&o.ManagementClusterID, "management-cluster-id", o.ManagementClusterID,
 		"Identity of this management cluster, a label value put on everything the provider makes in Infra clusters; the sweeper only deletes objects carrying its own. Empty means the UID of the kube-system namespace. Give each management cluster sharing an Infra cluster its own.")
 	fs.StringVar(&o.ProviderNamespace, "provider-namespace", o.ProviderNamespace,
