@@ -102,9 +102,8 @@ func (r *InfraClusterReconciler) secretToInfraClusters(ctx context.Context, o cl
 	return reqs
 }
 
-// Reconcile probes one Infra cluster and records the result.
+// Reconcile probes one Infra cluster and records the result, or releases it once nothing uses it.
 func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	log := ctrl.LoggerFrom(ctx)
 	ic := &infrav1.InfraCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ic); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -128,6 +127,15 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !ic.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, ic)
 	}
+	return r.reconcileNormal(ctx, ic)
+}
+
+// reconcileNormal probes the Infra cluster, (re)connects its cache, sweeps what no owner claims and
+// records availability, API groups and capacity. A probe failure below the failure threshold keeps
+// the connection (hysteresis); past it, the Infra cluster is disconnected and leaves the failure
+// domains.
+func (r *InfraClusterReconciler) reconcileNormal(ctx context.Context, ic *infrav1.InfraCluster) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
 	controllerutil.AddFinalizer(ic, infrav1.InfraClusterFinalizer)
 
 	interval, timeout := probeTiming(ic)
