@@ -97,7 +97,7 @@ func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 }
 
 // nestClusterOfRemote maps a tenant namespace or Service in an Infra cluster to its NestCluster.
-func nestClusterOfRemote(_ string, o client.Object) []reconcile.Request {
+func nestClusterOfRemote(_ context.Context, _ string, o client.Object) []reconcile.Request {
 	owner, ok := ownership.OwnerOf(o)
 	if !ok || owner.Kind != ownership.KindNestCluster {
 		return nil

@@ -442,15 +442,15 @@ func deleteHostData(ctx context.Context, s *machineScope) error {
 // hostToNestMachines maps a BareMetalHost event to the NestMachine that holds the host and, when the
 // host may be claimed, to the bare-metal NestMachines of that Infra cluster still waiting for a host
 // it matches: a host becoming available is what unblocks them, so they never poll.
-func (r *NestMachineReconciler) hostToNestMachines(infraName string, o client.Object) []reconcile.Request {
-	reqs := nestMachineOfRemote(infraName, o)
+func (r *NestMachineReconciler) hostToNestMachines(ctx context.Context, infraName string, o client.Object) []reconcile.Request {
+	reqs := nestMachineOfRemote(ctx, infraName, o)
 	host, ok := o.(*bmov1alpha1.BareMetalHost)
 	if !ok || !metal3.Claimable(host) {
 		return reqs
 	}
 	list := &infrav1.NestMachineList{}
-	if err := r.Client.List(context.Background(), list, client.MatchingFields{nestMachineInfraIndex: infraName}); err != nil {
-		ctrl.Log.Error(err, "Listing the NestMachines waiting for a BareMetalHost", "infraCluster", infraName)
+	if err := r.Client.List(ctx, list, client.MatchingFields{nestMachineInfraIndex: infraName}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the NestMachines waiting for a BareMetalHost", "infraCluster", infraName)
 		return reqs
 	}
 	for i := range list.Items {

@@ -122,7 +122,7 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 
 // nestMachineOfRemote maps an object in an Infra cluster to its NestMachine, named in full by its
 // annotations (labels shorten long names).
-func nestMachineOfRemote(_ string, o client.Object) []reconcile.Request {
+func nestMachineOfRemote(_ context.Context, _ string, o client.Object) []reconcile.Request {
 	owner, ok := ownership.OwnerOf(o)
 	if !ok || owner.Kind != ownership.KindNestMachine {
 		return nil

@@ -52,8 +52,9 @@ type Options struct {
 type Watch struct {
 	// Object is the kind, e.g. &kubevirtv1.VirtualMachine{}.
 	Object client.Object
-	// Map returns the requests an event on obj in Infra cluster infra should enqueue.
-	Map func(infra string, obj client.Object) []reconcile.Request
+	// Map returns the requests an event on obj in Infra cluster infra should enqueue; ctx lives as
+	// long as the Infra cluster's cache.
+	Map func(ctx context.Context, infra string, obj client.Object) []reconcile.Request
 }
 
 type registeredWatch struct {
@@ -478,7 +479,7 @@ func eventForwarder(ctx context.Context, infra string, w *registeredWatch) tools
 		if !ok {
 			return
 		}
-		for _, req := range w.Map(infra, o) {
+		for _, req := range w.Map(ctx, infra, o) {
 			select {
 			case w.events <- event.TypedGenericEvent[remoteEvent]{Object: remoteEvent{req: req, priority: priority}}:
 			case <-ctx.Done():

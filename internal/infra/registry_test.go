@@ -35,7 +35,7 @@ func TestRemoteEventsAreEnqueuedAtRemotePriorityAndTheFirstListLow(t *testing.T)
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &registeredWatch{
-				Watch: Watch{Object: &corev1.Secret{}, Map: func(infra string, o client.Object) []reconcile.Request {
+				Watch: Watch{Object: &corev1.Secret{}, Map: func(_ context.Context, infra string, o client.Object) []reconcile.Request {
 					if infra != "infra-a" || o.GetName() != "vm-bootstrap" {
 						t.Errorf("mapped %s %s/%s", infra, o.GetNamespace(), o.GetName())
 					}
@@ -61,7 +61,7 @@ func TestSourceEnqueuesWithThePriorityOfTheEvent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := NewRegistry(Options{})
-	src := r.Source(Watch{Object: &corev1.Secret{}, Map: func(string, client.Object) []reconcile.Request { return nil }})
+	src := r.Source(Watch{Object: &corev1.Secret{}, Map: func(context.Context, string, client.Object) []reconcile.Request { return nil }})
 	q := priorityqueue.New[reconcile.Request]("test")
 	defer q.ShutDown()
 	if err := src.Start(ctx, q); err != nil {
