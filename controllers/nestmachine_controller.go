@@ -45,9 +45,10 @@ const (
 // NestMachineReconciler turns NestMachines into VirtualMachines (or bare-metal hosts) in the Infra
 // cluster named by their Machine's failure domain and reports what they become.
 type NestMachineReconciler struct {
+	// Client reads from the manager's cache, waiting until it has seen this controller's own writes
+	// (read-your-writes): a reconcile never works from the copy before the previous one's write.
 	Client client.Client
-	// APIReader reads bootstrap Secrets, which the manager does not cache, and the NestMachine when
-	// the cached copy is behind this controller's last write.
+	// APIReader reads bootstrap Secrets, which the manager does not cache.
 	APIReader client.Reader
 	Registry  *infra.Registry
 	// ClusterCache reaches the tenant clusters, to set a Node's providerID when nothing else does.
@@ -59,7 +60,6 @@ type NestMachineReconciler struct {
 	Identity ownership.Identity
 
 	controller controller.Controller
-	versions   writtenVersions
 	moved      handOvers[*infrav1.NestMachine]
 }
 
@@ -155,6 +155,9 @@ type machineScope struct {
 	nestCluster *infrav1.NestCluster
 	// unreachable, when set, is why the provisioned machine's Infra cluster cannot be reached now.
 	unreachable string
+	// patcher writes the NestMachine: once at the end of the reconcile, and at once where something
+	// must be stored before the reconcile goes on (the finalizer).
+	patcher *patcher[*infrav1.NestMachine]
 }
 
 // Reconcile brings one NestMachine to its desired state.
@@ -163,7 +166,6 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	nm := &infrav1.NestMachine{}
 	if err := r.Client.Get(ctx, req.NamespacedName, nm); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.versions.forget(req.NamespacedName)
 			if moved, ok := r.moved.take(req.NamespacedName); ok {
 				return r.moved.finish(ctx, moved, r.handOverMachine)
 			}
@@ -177,15 +179,6 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return res, err
 		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, nm)
-	}
-	if r.versions.stale(nm) {
-		// The cache is behind this controller's last write: work from the API server's copy.
-		if err := r.APIReader.Get(ctx, req.NamespacedName, nm); err != nil {
-			if apierrors.IsNotFound(err) {
-				r.versions.forget(req.NamespacedName)
-			}
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
 	}
 	machine, err := util.GetOwnerMachine(ctx, r.Client, nm.ObjectMeta)
 	if err != nil {
@@ -209,20 +202,15 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	ctx = ctrl.LoggerInto(ctx, log)
 
 	p := newPatcher(r.Client, nm)
-	s := &machineScope{nm: nm, machine: machine, cluster: cluster}
+	s := &machineScope{nm: nm, machine: machine, cluster: cluster, patcher: p}
 	defer func() {
 		summarizeMachine(nm)
 		if s.unreachable != "" {
 			conditions.Set(nm, metav1.Condition{Type: infrav1.ReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.InfraClusterUnavailableReason, Message: s.unreachable})
 		}
 		markForbidden(nm, reterr)
-		switch err := p.Patch(ctx, nm); {
-		case apierrors.IsNotFound(err), err == nil && !nm.DeletionTimestamp.IsZero() && len(nm.Finalizers) == 0:
-			r.versions.forget(req.NamespacedName)
-		case err != nil:
+		if err := p.Patch(ctx, nm); err != nil && !apierrors.IsNotFound(err) {
 			reterr = errors.Join(reterr, err)
-		default:
-			r.versions.record(nm)
 		}
 	}()
 	if setPaused(r.Client.Scheme(), cluster, nm) {
@@ -233,9 +221,12 @@ func (r *NestMachineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return r.reconcileDelete(ctx, s)
 	}
 	// The finalizer is stored before anything is created in an Infra cluster, so that a delete
-	// always comes through this controller.
-	if err := p.AddFinalizer(ctx, nm, infrav1.NestMachineFinalizer); err != nil {
-		return ctrl.Result{}, err
+	// always comes through this controller. A VM machine stores it right before its VM is made
+	// (reconcileVM), in one write with its providerID.
+	if nm.Spec.KubeVirt == nil {
+		if err := p.AddFinalizer(ctx, nm, infrav1.NestMachineFinalizer); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	return r.reconcileNormal(ctx, s)
 }

@@ -47,6 +47,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 
 	vm := &kubevirtv1.VirtualMachine{}
 	err := c.Get(ctx, key, vm)
+	created := false
 	switch {
 	case apierrors.IsNotFound(err):
 		if in.IsControlPlane() {
@@ -59,11 +60,11 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 				return ctrl.Result{RequeueAfter: unbalancedRetry}, nil
 			}
 		}
-		created, res, err := r.createVM(ctx, s, in)
-		if err != nil || created == nil {
+		made, res, err := r.createVM(ctx, s, in)
+		if err != nil || made == nil {
 			return res, err
 		}
-		vm = created
+		vm, created = made, true
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("reading VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
 	default:
@@ -75,12 +76,13 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 		}
 	}
 	nm.Status.Remote = &infrav1.RemoteObject{InfraCluster: s.infraName, Kind: "VirtualMachine", Namespace: s.namespace, Name: vmName}
-	if nm.Spec.ProviderID == "" {
-		nm.Spec.ProviderID = infrav1.ProviderID(s.infraName, s.namespace, vmName)
-	}
 
-	if err := r.ensureBootstrapSecret(ctx, s, in, vm); err != nil {
-		return ctrl.Result{}, err
+	// createVM made the bootstrap Secret too: the cache cannot have seen it yet, and asking the Infra
+	// cluster whether it exists would only cost a request.
+	if !created {
+		if err := r.ensureBootstrapSecret(ctx, s, in, vm); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
 	vmi := &kubevirtv1.VirtualMachineInstance{}
@@ -140,8 +142,11 @@ func (r *NestMachineReconciler) claimVM(ctx context.Context, s *machineScope, in
 	verdict, why := ownership.Claim(r.Identity, owner, ownership.PointsAt(s.nm, s.infraName, vm.Namespace, vm.Name), vm)
 	switch verdict {
 	case ownership.Ours:
-		return true, nil
+		return true, storeFinalizer(ctx, s)
 	case ownership.Adopt:
+		if err := storeFinalizer(ctx, s); err != nil {
+			return false, err
+		}
 		c := s.conn.Client()
 		secret := &corev1.Secret{}
 		err := c.Get(ctx, client.ObjectKey{Namespace: vm.Namespace, Name: in.BootstrapSecretName}, secret)
@@ -274,6 +279,9 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 		}
 		return nil, ctrl.Result{}, fmt.Errorf("rendering the VirtualMachine: %w", err)
 	}
+	if err := storeFinalizer(ctx, s); err != nil {
+		return nil, ctrl.Result{}, err
+	}
 	c := s.conn.Client()
 	if err := c.Create(ctx, desired); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
@@ -291,6 +299,18 @@ func (r *NestMachineReconciler) createVM(ctx context.Context, s *machineScope, i
 		return nil, ctrl.Result{}, err
 	}
 	return desired, ctrl.Result{}, nil
+}
+
+// storeFinalizer stores the NestMachine's finalizer, so that a delete always comes through this
+// controller, before anything of the machine is made or changed in the Infra cluster; with it, in the
+// same write, the providerID, which names the VM (deterministic) and not what became of it.
+func storeFinalizer(ctx context.Context, s *machineScope) error {
+	providerID := infrav1.ProviderID(s.infraName, s.namespace, kubevirt.VMName(s.nm))
+	return s.patcher.AddFinalizer(ctx, s.nm, infrav1.NestMachineFinalizer, func(nm *infrav1.NestMachine) {
+		if nm.Spec.ProviderID == "" {
+			nm.Spec.ProviderID = providerID
+		}
+	})
 }
 
 // ensureBootstrapSecret makes sure the VM's bootstrap Secret exists until the machine is provisioned
@@ -384,15 +404,26 @@ func deleteVM(ctx context.Context, s *machineScope) (bool, error) {
 			return true, nil
 		}
 	}
-	if !vmGone && vm.DeletionTimestamp.IsZero() {
+	deletingVM := !vmGone && vm.DeletionTimestamp.IsZero()
+	if deletingVM {
 		if err := c.Delete(ctx, vm); err != nil && !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("deleting VirtualMachine %s in Infra cluster %s: %w", key, s.infraName, err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleted the VirtualMachine", "vm", key.String())
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: remote.Namespace, Name: kubevirt.BootstrapSecretName(remote.Name)}}
-	if err := c.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("deleting the bootstrap Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
+	// The bootstrap Secret goes with the VM, and later while the cache still shows it: not again on
+	// every reconcile of the deletion, each of which would be a request answered "not found".
+	secretKey := client.ObjectKey{Namespace: remote.Namespace, Name: kubevirt.BootstrapSecretName(remote.Name)}
+	secret := &corev1.Secret{}
+	err = c.Get(ctx, secretKey, secret)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	if deletingVM || (err == nil && secret.DeletionTimestamp.IsZero()) {
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secretKey.Namespace, Name: secretKey.Name}}
+		if err := c.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("deleting the bootstrap Secret %s in Infra cluster %s: %w", secretKey, s.infraName, err)
+		}
 	}
 	if !vmGone {
 		return false, nil

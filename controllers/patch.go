@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -69,18 +67,30 @@ func (p *patcher[T]) Patch(ctx context.Context, obj T) error {
 	return nil
 }
 
-// AddFinalizer adds finalizer to obj and writes it at once, unless obj has it already.
-func (p *patcher[T]) AddFinalizer(ctx context.Context, obj T, finalizer string) error {
+// AddFinalizer adds finalizer to obj and writes it at once, unless obj has it already. The changes
+// of with, made to metadata or spec, go into the same write: one request instead of a second one
+// from Patch. When obj has the finalizer already, with changes obj only, for Patch to write.
+func (p *patcher[T]) AddFinalizer(ctx context.Context, obj T, finalizer string, with ...func(T)) error {
 	if controllerutil.ContainsFinalizer(obj, finalizer) {
+		for _, change := range with {
+			change(obj)
+		}
 		return nil
 	}
 	written := p.before.DeepCopyObject().(T)
 	controllerutil.AddFinalizer(written, finalizer)
+	for _, change := range with {
+		change(written)
+	}
 	if err := p.patchMain(ctx, obj, written); err != nil {
 		return fmt.Errorf("adding finalizer %s to %s: %w", finalizer, klog.KObj(obj), err)
 	}
-	controllerutil.AddFinalizer(p.before, finalizer)
-	controllerutil.AddFinalizer(obj, finalizer)
+	for _, o := range []T{p.before, obj} {
+		controllerutil.AddFinalizer(o, finalizer)
+		for _, change := range with {
+			change(o)
+		}
+	}
 	return nil
 }
 
@@ -178,38 +188,4 @@ func othersChanged[T client.Object](old, updated T, clearOwn func(T)) bool {
 	}
 	main, _, err := changes(o, n)
 	return err != nil || main
-}
-
-// writtenVersions remembers, per object, the resourceVersion this controller last wrote or read, so
-// that a reconcile can tell a cached copy that has not caught up with that write yet. An event from an
-// Infra cluster can start the next reconcile before the watch of the management cluster delivers the
-// previous reconcile's write; working from the copy before it would repeat its writes.
-type writtenVersions struct {
-	mu       sync.Mutex
-	versions map[types.NamespacedName]string
-}
-
-// stale reports whether obj, read from the cache, is not the version last written or read.
-func (w *writtenVersions) stale(obj client.Object) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	rv, ok := w.versions[client.ObjectKeyFromObject(obj)]
-	return ok && rv != obj.GetResourceVersion()
-}
-
-// record remembers obj's resourceVersion as the latest this controller knows.
-func (w *writtenVersions) record(obj client.Object) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.versions == nil {
-		w.versions = map[types.NamespacedName]string{}
-	}
-	w.versions[client.ObjectKeyFromObject(obj)] = obj.GetResourceVersion()
-}
-
-// forget drops what is known of an object that is gone.
-func (w *writtenVersions) forget(key types.NamespacedName) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.versions, key)
 }

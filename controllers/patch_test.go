@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
@@ -72,27 +71,6 @@ func TestPatcherWritesOnlyWhatChangedAndOwnWritesDoNotWakeTheController(t *testi
 				t.Errorf("the update wakes the controller: %v, want %v", wake, tc.wantWake)
 			}
 		})
-	}
-}
-
-func TestWrittenVersionsTellACacheThatIsBehind(t *testing.T) {
-	var w writtenVersions
-	nm := testNestMachine()
-	if w.stale(nm) {
-		t.Error("an object never written or read is not stale")
-	}
-	w.record(nm)
-	if w.stale(nm) {
-		t.Error("the version recorded is not stale")
-	}
-	behind := nm.DeepCopy()
-	behind.ResourceVersion = "9"
-	if !w.stale(behind) {
-		t.Error("a copy with another resourceVersion than the one recorded is stale")
-	}
-	w.forget(types.NamespacedName{Namespace: nm.Namespace, Name: nm.Name})
-	if w.stale(behind) {
-		t.Error("nothing is stale once forgotten")
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util/flags"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,6 +47,14 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	cfg.UserAgent = "cluster-api-provider-nest-manager"
+	// One limiter for the manager's clients of the management cluster (its own and the NestMachine
+	// controller's, see readYourWritesClient): --kube-api-qps limits the manager, not each client.
+	// cfg stays without it: it also reaches the management cluster as an Infra cluster, under
+	// --infra-api-qps.
+	mgrCfg := rest.CopyConfig(cfg)
+	if o.KubeAPIQPS > 0 {
+		mgrCfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(o.KubeAPIQPS, o.KubeAPIBurst)
+	}
 
 	var watchNamespaces map[string]cache.Config
 	if o.WatchNamespace != "" {
@@ -60,13 +70,12 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 		Cache: cache.Options{
 			DefaultNamespaces: watchNamespaces,
 			SyncPeriod:        &o.SyncPeriod,
+			// No reconciler reads managedFields; they are a large part of every object cached (a
+			// NestMachine's one entry per writer and subresource), and the fleet's memory with them.
+			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 		Controller: config.Controller{SkipNameValidation: &o.InProcessRestart},
-		Client: client.Options{Cache: &client.CacheOptions{
-			// Bootstrap Secrets are read once per machine; caching them would keep every Secret and
-			// ConfigMap of the management cluster in memory.
-			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}},
-		}},
+		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: uncached()}},
 	}
 	if o.WebhookPort != 0 {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir, TLSOpts: tlsOptions})
@@ -74,7 +83,7 @@ func New(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, o Option
 	if o.Logger.GetSink() != nil {
 		mgrOpts.Logger = o.Logger
 	}
-	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	mgr, err := ctrl.NewManager(mgrCfg, mgrOpts)
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
@@ -122,6 +131,31 @@ func managementClusterID(ctx context.Context, reader client.Reader, given string
 	return id, nil
 }
 
+// uncached are the kinds the manager's clients read from the API server, not from a cache.
+// Bootstrap Secrets are read once per machine; caching them would keep every Secret and ConfigMap of
+// the management cluster in memory.
+func uncached() []client.Object {
+	return []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}}
+}
+
+// readYourWritesClient is the manager's client, but its reads from the cache wait until the cache has
+// seen the writes this client made before them (controller-runtime's read-your-writes consistency).
+// The NestMachine controller uses it: an Infra-cluster event (the VM it just created) often starts
+// the next reconcile of a machine before the management watch has delivered the previous
+// reconcile's write, and working from the copy before that write would repeat it. Waiting for the
+// watch costs no request; reading the NestMachine from the API server instead, which the controller
+// did before, cost 1.1 to 1.8 GETs per machine (docs/performance.md).
+func readYourWritesClient(mgr ctrl.Manager) (client.Client, error) {
+	c, err := client.New(mgr.GetConfig(), client.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		Cache: &client.CacheOptions{Reader: mgr.GetCache(), DisableFor: uncached(), EnableReadYourWritesConsistency: ptr.To(true)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the NestMachine controller's client: %w", err)
+	}
+	return c, nil
+}
+
 // setupControllers registers the Infra-cluster registry and every controller.
 func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, id ownership.Identity) error {
 	registry := infra.NewRegistry(infra.Options{Scheme: mgr.GetScheme(), QPS: o.InfraAPIQPS, Burst: o.InfraAPIBurst, CacheSyncTimeout: o.InfraCacheSyncTimeout})
@@ -156,8 +190,12 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 	if err != nil {
 		return fmt.Errorf("setting up the cache of tenant clusters: %w", err)
 	}
+	machineClient, err := readYourWritesClient(mgr)
+	if err != nil {
+		return err
+	}
 	if err := (&controllers.NestMachineReconciler{
-		Client:       mgr.GetClient(),
+		Client:       machineClient,
 		APIReader:    mgr.GetAPIReader(),
 		Registry:     registry,
 		ClusterCache: clusterCache,

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // CPUTimes is CPU time (user + system) used so far, by role: "manager"; "bench" (this process: the
@@ -13,7 +15,7 @@ import (
 type CPUTimes map[string]time.Duration
 
 // Roles of CPUTimes, in the order String lists them.
-var cpuRoles = []string{"manager", "bench", "kube-apiserver/management", "etcd/management", "kube-apiserver/infra", "etcd/infra"}
+var cpuRoles = []string{"manager", "bench", "kube-apiserver/management", "etcd/management", "kube-apiserver/infra", "etcd/infra", "kube-apiserver/tenant", "etcd/tenant"}
 
 // CPUTimes reads the CPU time of this process and its children from /proc. The benchmarks share the
 // machine with the API servers they start (and with whatever else runs): this tells the manager's
@@ -53,27 +55,32 @@ func (e *Env) CPUTimes() (CPUTimes, error) {
 		}
 		children = append(children, child{comm: comm, args: strings.Split(string(cmdline), "\x00"), cpu: cpu})
 	}
-	// The management API server is the one on the management port; its etcd is the one it talks to.
-	mgmtEtcd := ""
+	// The management (and the tenant) API server is the one on its port; its etcd is the one it
+	// talks to. The other API servers and etcds are the Infra clusters'.
+	ports := map[string]string{portOf(e.Topology.Management.Config): "management"}
+	if e.Tenant != nil {
+		ports[portOf(e.Tenant.Config)] = "tenant"
+	}
+	etcds := map[string]string{}
 	for _, c := range children {
-		if c.comm == "kube-apiserver" && hasArg(c.args, "--secure-port", e.managementPort()) {
-			mgmtEtcd = argValue(c.args, "--etcd-servers")
+		if role, ok := ports[argValue(c.args, "--secure-port")]; ok && c.comm == "kube-apiserver" {
+			etcds[argValue(c.args, "--etcd-servers")] = role
 		}
 	}
 	for _, c := range children {
 		switch c.comm {
 		case "kube-apiserver":
-			if hasArg(c.args, "--secure-port", e.managementPort()) {
-				out["kube-apiserver/management"] += c.cpu
-			} else {
-				out["kube-apiserver/infra"] += c.cpu
+			role, ok := ports[argValue(c.args, "--secure-port")]
+			if !ok {
+				role = "infra"
 			}
+			out["kube-apiserver/"+role] += c.cpu
 		case "etcd":
-			if hasArg(c.args, "--listen-client-urls", mgmtEtcd) {
-				out["etcd/management"] += c.cpu
-			} else {
-				out["etcd/infra"] += c.cpu
+			role, ok := etcds[argValue(c.args, "--listen-client-urls")]
+			if !ok {
+				role = "infra"
 			}
+			out["etcd/"+role] += c.cpu
 		default:
 			out[c.comm] += c.cpu
 		}
@@ -81,8 +88,8 @@ func (e *Env) CPUTimes() (CPUTimes, error) {
 	return out, nil
 }
 
-func (e *Env) managementPort() string {
-	_, port, _ := strings.Cut(e.ManagementHost(), ":")
+func portOf(cfg *rest.Config) string {
+	_, port, _ := strings.Cut(hostOf(cfg), ":")
 	return port
 }
 
@@ -93,10 +100,6 @@ func argValue(args []string, name string) string {
 		}
 	}
 	return ""
-}
-
-func hasArg(args []string, name, value string) bool {
-	return value != "" && argValue(args, name) == value
 }
 
 // Sub is t minus an earlier reading.
@@ -147,4 +150,57 @@ func readStat(pid int) (comm string, ppid int, cpu time.Duration, err error) {
 	}
 	// USER_HZ is 100 on every Linux platform Go supports.
 	return comm, ppid, time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// MachineCPU is a reading of the whole machine's CPU time (every process, not only the benchmark's),
+// from /proc/stat.
+type MachineCPU struct {
+	idle, total uint64
+}
+
+// ReadMachineCPU reads the machine's CPU time so far.
+func ReadMachineCPU() (MachineCPU, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, fmt.Errorf("reading the machine's CPU time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return MachineCPU{}, fmt.Errorf("unexpected /proc/stat: %q", line)
+	}
+	var m MachineCPU
+	// user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice].
+	for i, f := range fields[1:min(len(fields), 9)] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("parsing /proc/stat: %w", err)
+		}
+		m.total += n
+		if i == 3 || i == 4 { // idle, iowait
+			m.idle += n
+		}
+	}
+	return m, nil
+}
+
+// IdlePercent is the share of the machine's CPU time that was idle from earlier to m.
+func (m MachineCPU) IdlePercent(earlier MachineCPU) float64 {
+	if m.total <= earlier.total {
+		return 0
+	}
+	return 100 * float64(m.idle-earlier.idle) / float64(m.total-earlier.total)
+}
+
+// LoadAverage is the 1, 5 and 15 minute load averages of the machine: the benchmarks share it.
+func LoadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
 }

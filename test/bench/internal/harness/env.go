@@ -50,6 +50,13 @@ type Options struct {
 	NodesPerInfra int
 	// Log receives progress lines.
 	Log io.Writer
+	// Tenant starts one more API server that plays every tenant cluster: CreateTenants gives each
+	// tenant a kubeconfig Secret for it, as CAPI's control-plane providers do, so that the manager
+	// reaches its tenants through CAPI's ClusterCache.
+	Tenant bool
+	// OnRunning, when set, is called by the KubeVirt simulators once a VMI runs (see
+	// kvsim.Options.OnRunning), e.g. to register its tenant Node.
+	OnRunning kvsim.VMIHook
 }
 
 // AddFlags registers the flags that choose and configure the manager, with o's values as defaults.
@@ -75,6 +82,8 @@ type Env struct {
 	Infras []string
 	// Manager is the provider's manager process.
 	Manager *Manager
+	// Tenant is the API server of every tenant cluster, with Options.Tenant.
+	Tenant *envtest.Environment
 
 	log        io.Writer
 	tmpDir     string
@@ -103,6 +112,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.Topology, err = envtest.StartTopology(3, envtest.Options{CRDs: envtest.Management}); err != nil {
 		return nil, err
 	}
+	if o.Tenant {
+		if e.Tenant, err = envtest.Start(envtest.Options{}); err != nil {
+			return nil, fmt.Errorf("starting the tenant API server: %w", err)
+		}
+	}
 	e.Logf("API servers up in %s", time.Since(start).Round(time.Millisecond))
 	e.Config = rest.CopyConfig(e.Topology.Management.Config)
 	e.Config.QPS = -1
@@ -122,7 +136,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 		// Zero boot delay: the benchmark measures the provider, not a simulated boot.
-		sim, err := kvsim.Run(simCtx, infra.Config, kvsim.Options{ID: uint8(i + 1), SelfSchedule: true})
+		sim, err := kvsim.Run(simCtx, infra.Config, kvsim.Options{ID: uint8(i + 1), SelfSchedule: true, OnRunning: o.OnRunning})
 		if err != nil {
 			return nil, fmt.Errorf("starting the KubeVirt simulator of Infra cluster %d: %w", i, err)
 		}
@@ -189,9 +203,21 @@ func (e *Env) registerInfraClusters(ctx context.Context) error {
 
 // ManagementHost is the host:port of the management API server, as client-go's metrics label it.
 func (e *Env) ManagementHost() string {
-	u, err := url.Parse(e.Topology.Management.Config.Host)
+	return hostOf(e.Topology.Management.Config)
+}
+
+// TenantHost is the host:port of the tenant API server (Options.Tenant), or "".
+func (e *Env) TenantHost() string {
+	if e.Tenant == nil {
+		return ""
+	}
+	return hostOf(e.Tenant.Config)
+}
+
+func hostOf(cfg *rest.Config) string {
+	u, err := url.Parse(cfg.Host)
 	if err != nil || u.Host == "" {
-		return e.Topology.Management.Config.Host
+		return cfg.Host
 	}
 	return u.Host
 }
@@ -230,6 +256,9 @@ func (e *Env) Stop(runErr error) error {
 		}
 		if e.Topology != nil {
 			errs = append(errs, e.Topology.Stop())
+		}
+		if e.Tenant != nil {
+			errs = append(errs, e.Tenant.Stop())
 		}
 		e.stopResult = errors.Join(errs...)
 		if e.tmpDir == "" {

@@ -109,14 +109,15 @@ func (e *Env) MarkInfrastructureProvisioned(ctx context.Context, cluster *cluste
 
 // CreateMachine creates what CAPI would for one worker machine of cluster in failureDomain: the
 // bootstrap Secret, the Machine, and the NestMachine it owns (a small VM booting a container disk).
-func (e *Env) CreateMachine(ctx context.Context, cluster *clusterv1.Cluster, name, failureDomain string) error {
+// It returns the NestMachine as created.
+func (e *Env) CreateMachine(ctx context.Context, cluster *clusterv1.Cluster, name, failureDomain string) (*infrav1.NestMachine, error) {
 	labels := map[string]string{clusterv1.ClusterNameLabel: cluster.Name}
 	bootstrap := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name + "-bootstrap"},
 		Data:       map[string][]byte{"value": []byte("#cloud-config\nhostname: " + name + "\n"), "format": []byte("cloud-config")},
 	}
 	if err := e.Client.Create(ctx, bootstrap); err != nil {
-		return fmt.Errorf("creating the bootstrap Secret of %s: %w", name, err)
+		return nil, fmt.Errorf("creating the bootstrap Secret of %s: %w", name, err)
 	}
 	machine := &clusterv1.Machine{
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name, Labels: labels},
@@ -128,7 +129,7 @@ func (e *Env) CreateMachine(ctx context.Context, cluster *clusterv1.Cluster, nam
 		},
 	}
 	if err := e.Client.Create(ctx, machine); err != nil {
-		return fmt.Errorf("creating Machine %s: %w", name, err)
+		return nil, fmt.Errorf("creating Machine %s: %w", name, err)
 	}
 	memory := resource.MustParse("1Gi")
 	nm := &infrav1.NestMachine{
@@ -143,7 +144,45 @@ func (e *Env) CreateMachine(ctx context.Context, cluster *clusterv1.Cluster, nam
 		}},
 	}
 	if err := e.Client.Create(ctx, nm); err != nil {
-		return fmt.Errorf("creating NestMachine %s: %w", name, err)
+		return nil, fmt.Errorf("creating NestMachine %s: %w", name, err)
 	}
-	return nil
+	return nm, nil
+}
+
+// NodesFor is how many fake nodes each of the three Infra clusters needs for n machines: room for
+// every launcher pod (110 pods and 128Gi per fake node; a 1Gi VM asks ~1.2Gi) with slack, so that
+// scheduling never waits for capacity.
+func NodesFor(n int) int {
+	return (n+2)/3/80 + 2
+}
+
+// CreateTenants creates the tenant clusters tenant-<first> … tenant-<first+n-1> in namespace (see
+// CreateTenant), waits until their NestClusters are provisioned (and those of the first before
+// them), gives each a kubeconfig Secret for the tenant API server (with Options.Tenant) and marks
+// their infrastructure provisioned, as CAPI would: NestMachines of these clusters then start at once.
+func (e *Env) CreateTenants(ctx context.Context, namespace string, first, n int) ([]*clusterv1.Cluster, error) {
+	clusters := make([]*clusterv1.Cluster, n)
+	if err := Parallel(ctx, n, 8, func(ctx context.Context, i int) error {
+		cluster, err := e.CreateTenant(ctx, namespace, fmt.Sprintf("tenant-%d", first+i))
+		clusters[i] = cluster
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := e.WaitTenantsProvisioned(ctx, namespace, first+n, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	for _, cluster := range clusters {
+		if e.Tenant != nil {
+			// Before the infrastructure is provisioned: that is when the ClusterCache connects.
+			if err := e.Client.Create(ctx, e.Tenant.KubeconfigSecret(namespace, cluster.Name+"-kubeconfig")); err != nil {
+				return nil, fmt.Errorf("creating the kubeconfig Secret of tenant %s: %w", cluster.Name, err)
+			}
+		}
+		if err := e.MarkInfrastructureProvisioned(ctx, cluster); err != nil {
+			return nil, err
+		}
+	}
+	e.Logf("%d tenant clusters provisioned over %v", n, e.Infras)
+	return clusters, nil
 }
