@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -86,6 +88,12 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 	now := metav1.Now()
 	switch {
 	case pod == nil && (vmi.Status.Phase == kubevirtv1.Scheduled || vmi.Status.Phase == kubevirtv1.Running):
+		// The pod cache can lag behind the VMI cache (a loaded machine, an Infra API server that came
+		// back and whose watches reconnect one by one): the pod is gone only when the API server says
+		// so. Failing the VMI on the cache's word restarts a running VM.
+		if gone, err := s.launcherPodGone(ctx, vmi); err != nil || !gone {
+			return reconcile.Result{RequeueAfter: 200 * time.Millisecond}, err
+		}
 		return reconcile.Result{}, s.failVMI(ctx, vmi, kubevirtv1.PodNotExistsReason, "virt-launcher pod has disappeared")
 	case pod == nil:
 		// Create the launcher and carry on with it: with SelfSchedule and no delays the VMI runs in
@@ -189,6 +197,15 @@ func (s *Simulator) launcherPodOf(ctx context.Context, vmi *kubevirtv1.VirtualMa
 		}
 	}
 	return nil, nil
+}
+
+// launcherPodGone asks the API server whether vmi has no launcher pod.
+func (s *Simulator) launcherPodGone(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (bool, error) {
+	pods := &corev1.PodList{}
+	if err := s.apiReader.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{kubevirtv1.CreatedByLabel: string(vmi.UID)}); err != nil {
+		return false, fmt.Errorf("listing the launcher pods of VMI %s: %w", vmi.Name, err)
+	}
+	return !slices.ContainsFunc(pods.Items, func(p corev1.Pod) bool { return isLauncher(&p) }), nil
 }
 
 // createLauncherPod creates vmi's launcher pod and returns it, or nil when it exists already (the cache
