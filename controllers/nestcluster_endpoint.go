@@ -41,6 +41,7 @@ const (
 // tenantService is the part of a Service the provider decides; the rest (cluster IP, node ports,
 // load balancer class) is the Infra cluster's.
 type tenantService struct {
+	role     infrav1.EndpointRole
 	name     string
 	typ      corev1.ServiceType
 	selector map[string]string
@@ -120,6 +121,7 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 		return nil
 	}
 	var at endpointAt
+	var port int32
 	if nc.Spec.ControlPlaneService != nil {
 		spec := nc.Spec.ControlPlaneService
 		svc, err := ensureService(ctx, host.conn, r.Identity, host.namespace, cluster, nc, tenantService{
@@ -135,18 +137,18 @@ func (r *NestClusterReconciler) reconcileEndpoint(ctx context.Context, cluster *
 			conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.ServiceFailedReason, Message: err.Error()})
 			return err
 		}
-		at.port = at.ports["kube-apiserver"]
+		port = at.ports["kube-apiserver"]
 	} else {
 		at = published[hostName]
-		at.port = at.ports[apiPortName]
+		port = at.ports[apiPortName]
 	}
-	if at.host == "" || at.port == 0 {
+	if at.host == "" || port == 0 {
 		conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionFalse, Reason: infrav1.WaitingForEndpointReason,
 			Message: fmt.Sprintf("waiting for the control-plane Service in Infra cluster %s to get an address", hostName)})
 		return nil
 	}
 	if !nc.Spec.ControlPlaneEndpoint.IsValid() {
-		nc.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{Host: at.host, Port: at.port}
+		nc.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{Host: at.host, Port: port}
 	}
 	conditions.Set(nc, metav1.Condition{Type: infrav1.ControlPlaneEndpointReadyCondition, Status: metav1.ConditionTrue, Reason: infrav1.ServiceReadyReason,
 		Message: fmt.Sprintf("%s Service %s in Infra cluster %s", at.typ, at.service, hostName)})
@@ -180,24 +182,20 @@ func (r *NestClusterReconciler) reconcileOpenShiftEndpoints(ctx context.Context,
 		var want []tenantService
 		if ptr.Deref(u.use.ControlPlane, true) {
 			want = append(want, tenantService{
-				name: openshiftServiceName(cluster, infrav1.EndpointAPI), typ: typ,
+				role: infrav1.EndpointAPI, name: openshiftServiceName(cluster, infrav1.EndpointAPI), typ: typ,
 				selector: roleSelector(cluster, kubevirt.RoleControlPlane),
 				ports:    []corev1.ServicePort{tcpPort(apiPortName, apiServerPort, apiServerPort), tcpPort(machineConfigPortName, machineConfigPort, machineConfigPort)},
 			})
 		}
 		if ptr.Deref(spec.Ingress, true) {
 			want = append(want, tenantService{
-				name: openshiftServiceName(cluster, infrav1.EndpointIngress), typ: typ,
+				role: infrav1.EndpointIngress, name: openshiftServiceName(cluster, infrav1.EndpointIngress), typ: typ,
 				selector: roleSelector(cluster, ingressRole),
 				ports:    []corev1.ServicePort{tcpPort(httpPortName, 80, 80), tcpPort(httpsPortName, 443, 443)},
 			})
 		}
 		for _, w := range want {
-			role := infrav1.EndpointAPI
-			if w.name == openshiftServiceName(cluster, infrav1.EndpointIngress) {
-				role = infrav1.EndpointIngress
-			}
-			ep := infrav1.PublishedEndpoint{InfraCluster: u.use.Name, Role: role, Service: u.namespace + "/" + w.name}
+			ep := infrav1.PublishedEndpoint{InfraCluster: u.use.Name, Role: w.role, Service: u.namespace + "/" + w.name}
 			svc, err := ensureService(ctx, u.conn, r.Identity, u.namespace, cluster, nc, w)
 			var at endpointAt
 			if err == nil && svc != nil {
@@ -212,7 +210,7 @@ func (r *NestClusterReconciler) reconcileOpenShiftEndpoints(ctx context.Context,
 					ep.Ports = append(ep.Ports, infrav1.EndpointPort{Name: p.Name, Port: at.ports[p.Name]})
 				}
 			}
-			if role == infrav1.EndpointAPI {
+			if w.role == infrav1.EndpointAPI {
 				apis[u.use.Name] = at
 			}
 			endpoints = append(endpoints, ep)
@@ -320,8 +318,6 @@ type endpointAt struct {
 	host string
 	// ports by name: the Service's ports, or its node ports.
 	ports map[string]int32
-	// port is the control-plane endpoint's port, picked by the caller.
-	port int32
 }
 
 func serviceAddress(ctx context.Context, conn *infra.Connection, svc *corev1.Service) (endpointAt, error) {
