@@ -12,12 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/cluster-api/util/patch"
@@ -90,16 +88,7 @@ func (r *InfraClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 }
 
 func (r *InfraClusterReconciler) secretToInfraClusters(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &infrav1.InfraClusterList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{kubeconfigSecretIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing InfraClusters of a kubeconfig Secret", "secret", klog.KObj(o))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, ic := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: ic.Name}})
-	}
-	return reqs
+	return requestsFor(ctx, r.Client, o, &infrav1.InfraClusterList{}, client.MatchingFields{kubeconfigSecretIndex: o.GetName()})
 }
 
 // Reconcile probes one Infra cluster and records the result, or releases it once nothing uses it.

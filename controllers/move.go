@@ -10,7 +10,6 @@ import (
 	bmov1alpha1 "github.com/metal3-io/baremetal-operator/apis/metal3.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	clusterctlv1 "sigs.k8s.io/cluster-api/cmd/clusterctl/api/v1alpha3"
@@ -121,23 +120,6 @@ func handOver(ctx context.Context, conn *infra.Connection, id ownership.Identity
 		}
 	}
 	return handed, errors.Join(errs...)
-}
-
-// objectsOf is the items of a typed list, as pointers into it.
-func objectsOf(l client.ObjectList) ([]client.Object, error) {
-	items, err := meta.ExtractList(l)
-	if err != nil {
-		return nil, err
-	}
-	objs := make([]client.Object, 0, len(items))
-	for _, item := range items {
-		o, ok := item.(client.Object)
-		if !ok {
-			return nil, fmt.Errorf("%T in %T is not an object", item, l)
-		}
-		objs = append(objs, o)
-	}
-	return objs, nil
 }
 
 // handOverMachine hands over what a NestMachine moved away made: its VM or host and their Secrets.

@@ -97,25 +97,10 @@ func (r *NestClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 }
 
 // nestClusterOfRemote maps a tenant namespace or Service in an Infra cluster to its NestCluster.
-func nestClusterOfRemote(_ context.Context, _ string, o client.Object) []reconcile.Request {
-	owner, ok := ownership.OwnerOf(o)
-	if !ok || owner.Kind != ownership.KindNestCluster {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: owner.Key()}}
-}
+var nestClusterOfRemote = ownerOfKind(ownership.KindNestCluster)
 
 func (r *NestClusterReconciler) infraClusterToNestClusters(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &infrav1.NestClusterList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{infraClustersIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing the NestClusters of an InfraCluster", "infraCluster", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, nc := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
-	}
-	return reqs
+	return requestsFor(ctx, r.Client, o, &infrav1.NestClusterList{}, client.MatchingFields{infraClustersIndex: o.GetName()})
 }
 
 // clusterObjectToNestCluster maps a Machine or KubeadmControlPlane, by its cluster-name label, to the

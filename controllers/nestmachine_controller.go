@@ -120,27 +120,12 @@ func (r *NestMachineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	return nil
 }
 
-// nestMachineOfRemote maps an object in an Infra cluster to its NestMachine, named in full by its
-// annotations (labels shorten long names).
-func nestMachineOfRemote(_ context.Context, _ string, o client.Object) []reconcile.Request {
-	owner, ok := ownership.OwnerOf(o)
-	if !ok || owner.Kind != ownership.KindNestMachine {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: owner.Key()}}
-}
+// nestMachineOfRemote maps a VM, VMI, DataVolume, Secret or host in an Infra cluster to its
+// NestMachine.
+var nestMachineOfRemote = ownerOfKind(ownership.KindNestMachine)
 
 func (r *NestMachineReconciler) infraClusterToNestMachines(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &infrav1.NestMachineList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{nestMachineInfraIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing the NestMachines of an InfraCluster", "infraCluster", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return requestsFor(ctx, r.Client, o, &infrav1.NestMachineList{}, client.MatchingFields{nestMachineInfraIndex: o.GetName()})
 }
 
 // machineScope is what one reconcile of a NestMachine works with.

@@ -481,14 +481,6 @@ func (r *NestMachineReconciler) setTenantNodeProviderID(ctx context.Context, s *
 // hostname, so the Node's name).
 func (r *NestMachineReconciler) nodeToNestMachine(namespace string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &infrav1.NestMachineList{}
-		if err := r.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{nestMachineRemoteNameIndex: o.GetName()}); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for i := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-		return reqs
+		return requestsFor(ctx, r.Client, o, &infrav1.NestMachineList{}, client.InNamespace(namespace), client.MatchingFields{nestMachineRemoteNameIndex: o.GetName()})
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // HTTPProxy is an HTTP proxy in front of an environment's API server, for the faults only a proxy
@@ -76,20 +75,7 @@ func (p *HTTPProxy) Addr() string { return p.listener.Addr().String() }
 // KubeconfigSecret is e's admin kubeconfig, pointing at the proxy, in a Secret as an InfraCluster's
 // spec.kubeconfigSecretRef expects it.
 func (p *HTTPProxy) KubeconfigSecret(e *Environment, namespace, name string) (*corev1.Secret, error) {
-	cfg, err := clientcmd.Load(e.KubeConfig)
-	if err != nil {
-		return nil, fmt.Errorf("reading the kubeconfig of %s: %w", e, err)
-	}
-	for _, cluster := range cfg.Clusters {
-		cluster.Server = "https://" + p.Addr()
-	}
-	kubeconfig, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return nil, err
-	}
-	secret := e.KubeconfigSecret(namespace, name)
-	secret.Data["value"] = kubeconfig
-	return secret, nil
+	return e.KubeconfigSecretVia(p.Addr(), namespace, name)
 }
 
 // HangResources makes the proxy hold every resource request from now on (true) or forward them

@@ -9,8 +9,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Proxy is a TCP proxy on the loopback address in front of an environment's API server, for faults
@@ -49,21 +47,7 @@ func (p *Proxy) Addr() string { return p.listener.Addr().String() }
 // KubeconfigSecret is e's admin kubeconfig, pointing at the proxy, in a Secret as an InfraCluster's
 // spec.kubeconfigSecretRef expects it.
 func (p *Proxy) KubeconfigSecret(e *Environment, namespace, name string) (*corev1.Secret, error) {
-	cfg, err := clientcmd.Load(e.KubeConfig)
-	if err != nil {
-		return nil, fmt.Errorf("reading the kubeconfig of %s: %w", e, err)
-	}
-	for _, cluster := range cfg.Clusters {
-		cluster.Server = "https://" + p.Addr()
-	}
-	kubeconfig, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Data:       map[string][]byte{"value": kubeconfig},
-	}, nil
+	return e.KubeconfigSecretVia(p.Addr(), namespace, name)
 }
 
 // SetDown drops every open connection and refuses new ones while down is true.

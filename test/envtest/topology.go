@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Topology is a management cluster and several Infra clusters, each a real API server.
@@ -56,6 +57,25 @@ func (e *Environment) KubeconfigSecret(namespace, name string) *corev1.Secret {
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Data:       map[string][]byte{"value": e.KubeConfig},
 	}
+}
+
+// KubeconfigSecretVia is KubeconfigSecret with the kubeconfig's server set to https://addr: a
+// proxy in front of e's API server (Proxy, HTTPProxy), which serves e's certificate.
+func (e *Environment) KubeconfigSecretVia(addr, namespace, name string) (*corev1.Secret, error) {
+	cfg, err := clientcmd.Load(e.KubeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading the kubeconfig of %s: %w", e, err)
+	}
+	for _, cluster := range cfg.Clusters {
+		cluster.Server = "https://" + addr
+	}
+	kubeconfig, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, err
+	}
+	secret := e.KubeconfigSecret(namespace, name)
+	secret.Data["value"] = kubeconfig
+	return secret, nil
 }
 
 // String names the environment by its API server address, for test messages.

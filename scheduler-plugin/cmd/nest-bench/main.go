@@ -1,7 +1,7 @@
 // Command nest-bench compares how scheduler profiles pack KubeVirt VMs, scheduler_perf style: the
 // real scheduler over fake nodes, under three profiles (stock LeastAllocated, stock MostAllocated,
-// nest-scheduler), and any variants of nest-scheduler's profile given with --variants or
-// --compare, measured side by side in one run.
+// nest-scheduler), and any variants of nest-scheduler's ConfigMap given with --compare, measured
+// side by side in one run.
 //
 // Two sets of workloads. The small-VM set (uniform, mix, churn: 1–4 vCPU VMs on 64-CPU nodes)
 // runs once per profile and prints
@@ -27,9 +27,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"maps"
 	"os"
-	"slices"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -79,7 +77,7 @@ type options struct {
 	seeds, repeats     int
 	tenants            int
 	workloads, verbose string
-	compare, variants  string
+	compare            string
 }
 
 func main() {
@@ -96,7 +94,6 @@ func main() {
 	flag.IntVar(&o.repeats, "repeats", 2, "runs of each nested-OpenShift workload and seed (ties are broken at random)")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run; empty runs all")
 	flag.StringVar(&o.compare, "compare", "", "extra profiles measured side by side, as comma-separated name=path of scheduler ConfigMap manifests (a variant of the shipped one)")
-	flag.StringVar(&o.variants, "variants", "", "variants of the nest-scheduler profile measured side by side, comma-separated: "+strings.Join(slices.Sorted(maps.Keys(variants)), ", "))
 	flag.StringVar(&o.verbose, "runs", "", "also print one BENCH-RUN line per run of these comma-separated workloads ('all' for every one)")
 	flag.Parse()
 	klog.SetOutput(os.Stderr)
@@ -108,7 +105,7 @@ func main() {
 }
 
 func run(o options) error {
-	profiles, err := loadProfiles(o.configMap, o.compare, o.variants)
+	profiles, err := loadProfiles(o.configMap, o.compare)
 	if err != nil {
 		return err
 	}
@@ -256,7 +253,7 @@ func allocatable(cpu, memory string) v1.ResourceList {
 }
 
 func runOnce(ctx context.Context, p namedProfile, registry frameworkruntime.Registry, w bench.Workload) (bench.Result, error) {
-	res, err := bench.Run(ctx, p.profile, registry, w.Nodes, w, p.options)
+	res, err := bench.Run(ctx, p.profile, registry, w.Nodes, w)
 	if err != nil {
 		return res, fmt.Errorf("workload %s, profile %s: %w", w.Name, p.name, err)
 	}
@@ -328,35 +325,11 @@ func meanOf(v []int) float64 {
 type namedProfile struct {
 	name    string
 	profile config.KubeSchedulerProfile
-	options bench.RunOptions
-}
-
-// variants derive a variant of the nest-scheduler profile, for the choice of where the
-// control-plane spread rule lives (docs/scheduler.md): with only one of the two rules that enforce
-// it, NestPacking's filter and the pod anti-affinity the provider renders on control-plane VMs
-// (which InterPodAffinity enforces).
-var variants = map[string]func(*namedProfile){
-	// NestPacking's filter only: InterPodAffinity off, so the VMs' anti-affinity goes unread.
-	"no-interpod-affinity": func(p *namedProfile) {
-		// The profile is already defaulted: the default plugins are listed as enabled, and a
-		// Disabled entry would only have counted while merging with the defaults.
-		p.profile.Plugins.MultiPoint.Enabled = slices.DeleteFunc(p.profile.Plugins.MultiPoint.Enabled, func(pl config.Plugin) bool { return pl.Name == "InterPodAffinity" })
-	},
-	// The anti-affinity only: NestPacking scores but does not filter.
-	"no-nest-filter": func(p *namedProfile) {
-		p.profile.Plugins.PreFilter.Disabled = append(p.profile.Plugins.PreFilter.Disabled, config.Plugin{Name: nestpacking.Name})
-		p.profile.Plugins.Filter.Disabled = append(p.profile.Plugins.Filter.Disabled, config.Plugin{Name: nestpacking.Name})
-	},
-	// NestPacking's filter only: control-plane VMs rendered without the anti-affinity,
-	// InterPodAffinity kept for whatever affinity a VM sets itself.
-	"spread-by-plugin": func(p *namedProfile) {
-		p.options.SpreadByPlugin = true
-	},
 }
 
 // loadProfiles returns the three profiles compared, each decoded and defaulted the way
 // kube-scheduler does it; nest-scheduler's comes from the shipped ConfigMap.
-func loadProfiles(configMap, compare, variantNames string) ([]namedProfile, error) {
+func loadProfiles(configMap, compare string) ([]namedProfile, error) {
 	stock, err := schedconfig.Decode([]byte(stockConfig))
 	if err != nil {
 		return nil, err
@@ -373,18 +346,6 @@ func loadProfiles(configMap, compare, variantNames string) ([]namedProfile, erro
 		{name: "stock-least-allocated", profile: stock.Profiles[0]},
 		{name: mostAllocated, profile: most.Profiles[0]},
 		{name: "nest-scheduler", profile: nest.Profiles[0]},
-	}
-	for _, name := range strings.Split(variantNames, ",") {
-		if name == "" {
-			continue
-		}
-		derive, ok := variants[name]
-		if !ok {
-			return nil, fmt.Errorf("--variants: no variant %q", name)
-		}
-		v := namedProfile{name: name, profile: *nest.Profiles[0].DeepCopy()}
-		derive(&v)
-		profiles = append(profiles, v)
 	}
 	for _, extra := range strings.Split(compare, ",") {
 		if extra == "" {

@@ -154,11 +154,11 @@ func TestRunComparesProfiles(t *testing.T) {
 
 	for _, w := range []Workload{Mix(60, 1), Churn(50, 2, 20, 0.3, 1)} {
 		t.Run(w.Name, func(t *testing.T) {
-			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, nodeAllocatable), w, RunOptions{})
+			packed, err := Run(ctx, nest.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
 			if err != nil {
 				t.Fatal(err)
 			}
-			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, nodeAllocatable), w, RunOptions{})
+			spread, err := Run(ctx, stock.Profiles[0], registry, Nodes(30, nodeAllocatable), w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +206,7 @@ func TestRunTenantChurn(t *testing.T) {
 	}
 	registry := frameworkruntime.Registry{nestpacking.Name: nestpacking.New}
 	nodes := Nodes(30, allocatable("48", "192Gi"))
-	res, err := Run(ctx, nest.Profiles[0], registry, nodes, TenantChurn(6, 2, 3, 1, nodes), RunOptions{})
+	res, err := Run(ctx, nest.Profiles[0], registry, nodes, TenantChurn(6, 2, 3, 1, nodes))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,13 +51,6 @@ func (r Result) Ratio() float64 {
 // consolidation with.
 const ConsolidationMaxInFlight = 10
 
-// RunOptions vary how a run renders the VMs.
-type RunOptions struct {
-	// SpreadByPlugin renders control-plane VMs without the required pod anti-affinity, for a
-	// profile that spreads them by NestPacking's filter alone.
-	SpreadByPlugin bool
-}
-
 // Run schedules w with the single profile prof on nodes and returns the outcome.
 //
 // It is the real scheduler built by scheduler.New: its queue, cache, snapshot, framework with
@@ -65,7 +58,7 @@ type RunOptions struct {
 // the API server: nodes and pods go straight into the scheduler's cache and queue (what its
 // informer handlers would do), and bindings land in a fake clientset. The figures are the
 // scheduler's own cost, which is what differs between profiles.
-func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node, w Workload, opts RunOptions) (Result, error) {
+func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node, w Workload) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	logger := klog.FromContext(ctx)
@@ -112,9 +105,6 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 			pods := make([]*v1.Pod, len(burst))
 			for i, vm := range burst {
 				pods[i] = TenantVMPod(fmt.Sprintf("%s-%05d", w.Name, attempts+i), prof.SchedulerName, vm)
-				if opts.SpreadByPlugin {
-					pods[i].Spec.Affinity = nil
-				}
 				sched.SchedulingQueue.Add(ctx, pods[i])
 			}
 			start := time.Now()

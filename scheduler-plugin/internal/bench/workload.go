@@ -124,13 +124,20 @@ func TenantVMPod(name, schedulerName string, vm VM) *v1.Pod {
 		return pod
 	}
 	pod.Labels[roleLabel] = controlPlaneRole
-	pod.Spec.Affinity = &v1.Affinity{PodAntiAffinity: &v1.PodAntiAffinity{
+	pod.Spec.Affinity = ControlPlaneAntiAffinity(vm.Tenant)
+	return pod
+}
+
+// ControlPlaneAntiAffinity is the affinity the provider renders on a control-plane VM of cluster
+// (internal/kubevirt ControlPlaneAntiAffinityTerm): no two of the cluster's control-plane VMs on
+// one node. It is the only thing that keeps them apart; NestPacking does not filter.
+func ControlPlaneAntiAffinity(cluster string) *v1.Affinity {
+	return &v1.Affinity{PodAntiAffinity: &v1.PodAntiAffinity{
 		RequiredDuringSchedulingIgnoredDuringExecution: []v1.PodAffinityTerm{{
-			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{clusterNameLabel: vm.Tenant, roleLabel: controlPlaneRole}},
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{clusterNameLabel: cluster, roleLabel: controlPlaneRole}},
 			TopologyKey:   v1.LabelHostname,
 		}},
 	}}
-	return pod
 }
 
 // Step is one phase of a workload: delete a fraction of the VMs alive and a fraction of the

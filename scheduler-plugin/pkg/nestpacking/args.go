@@ -13,11 +13,16 @@ import (
 	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
 )
 
-// Label keys and values the plugin reads by default. The provider stamps the Cluster API ones on
-// every VirtualMachine it renders; KubeVirt stamps the virt-launcher one on every VM pod.
+// The label by which the plugin recognises VMs by default: KubeVirt stamps it on every VM pod.
 const (
-	DefaultVMLabelKey            = "kubevirt.io"
-	DefaultVMLabelValue          = "virt-launcher"
+	DefaultVMLabelKey   = "kubevirt.io"
+	DefaultVMLabelValue = "virt-launcher"
+)
+
+// The Cluster API labels the provider stamps on every VirtualMachine it renders, by which the
+// consolidator (pkg/consolidation) tells a tenant's control-plane VMs. The plugin does not read
+// them: the provider's required pod anti-affinity keeps those VMs apart (see the package doc).
+const (
 	DefaultClusterNameLabelKey   = "cluster.x-k8s.io/cluster-name"
 	DefaultRoleLabelKey          = "cluster.x-k8s.io/role"
 	DefaultControlPlaneRoleValue = "control-plane"
@@ -28,7 +33,9 @@ const (
 const maxResourceWeight = 100
 
 // Args configures NestPacking. It is decoded from the profile's pluginConfig; every field is
-// optional and SetDefaults fills what is left out.
+// optional and SetDefaults fills what is left out. Args decode leniently, as kube-scheduler's
+// own plugin args do: clusterNameLabelKey, roleLabelKey and controlPlaneRoleValue, read by the
+// control-plane filter this plugin had until the anti-affinity alone kept the rule, are ignored.
 type Args struct {
 	// Resources lists the resources the score packs on, with their weights. Extended resources a
 	// pod requests are packed on too even when not listed, with weight 1, so that a GPU VM lands
@@ -38,12 +45,6 @@ type Args struct {
 	// runs at least one of them is preferred over a node that runs none.
 	VMLabelKey   string `json:"vmLabelKey,omitempty"`
 	VMLabelValue string `json:"vmLabelValue,omitempty"`
-	// ClusterNameLabelKey names the tenant cluster a VM belongs to.
-	ClusterNameLabelKey string `json:"clusterNameLabelKey,omitempty"`
-	// RoleLabelKey and ControlPlaneRoleValue mark a tenant's control-plane VMs, of which at most
-	// one per tenant may run on a node.
-	RoleLabelKey          string `json:"roleLabelKey,omitempty"`
-	ControlPlaneRoleValue string `json:"controlPlaneRoleValue,omitempty"`
 }
 
 // SetDefaults fills the fields of args that were left empty.
@@ -61,9 +62,6 @@ func SetDefaults(args *Args) {
 	}
 	setIfEmpty(&args.VMLabelKey, DefaultVMLabelKey)
 	setIfEmpty(&args.VMLabelValue, DefaultVMLabelValue)
-	setIfEmpty(&args.ClusterNameLabelKey, DefaultClusterNameLabelKey)
-	setIfEmpty(&args.RoleLabelKey, DefaultRoleLabelKey)
-	setIfEmpty(&args.ControlPlaneRoleValue, DefaultControlPlaneRoleValue)
 }
 
 func setIfEmpty(s *string, value string) {
@@ -95,29 +93,14 @@ func ValidateArgs(path *field.Path, args *Args) error {
 			errs = append(errs, field.Invalid(p.Child("weight"), r.Weight, fmt.Sprintf("must be in the range [1, %d]", maxResourceWeight)))
 		}
 	}
-	for _, key := range []struct {
-		name, value string
-	}{
-		{"vmLabelKey", args.VMLabelKey},
-		{"clusterNameLabelKey", args.ClusterNameLabelKey},
-		{"roleLabelKey", args.RoleLabelKey},
-	} {
-		for _, msg := range validation.IsQualifiedName(key.value) {
-			errs = append(errs, field.Invalid(path.Child(key.name), key.value, msg))
-		}
+	for _, msg := range validation.IsQualifiedName(args.VMLabelKey) {
+		errs = append(errs, field.Invalid(path.Child("vmLabelKey"), args.VMLabelKey, msg))
 	}
-	for _, value := range []struct {
-		name, value string
-	}{
-		{"vmLabelValue", args.VMLabelValue},
-		{"controlPlaneRoleValue", args.ControlPlaneRoleValue},
-	} {
-		if value.value == "" {
-			errs = append(errs, field.Required(path.Child(value.name), "a label value is needed to select pods"))
-		}
-		for _, msg := range validation.IsValidLabelValue(value.value) {
-			errs = append(errs, field.Invalid(path.Child(value.name), value.value, msg))
-		}
+	if args.VMLabelValue == "" {
+		errs = append(errs, field.Required(path.Child("vmLabelValue"), "a label value is needed to select pods"))
+	}
+	for _, msg := range validation.IsValidLabelValue(args.VMLabelValue) {
+		errs = append(errs, field.Invalid(path.Child("vmLabelValue"), args.VMLabelValue, msg))
 	}
 	return errs.ToAggregate()
 }

@@ -15,14 +15,11 @@ func TestSetDefaults(t *testing.T) {
 		want Args
 	}{
 		{
-			name: "empty args get CPU and memory at weight 1 and the KubeVirt and Cluster API labels",
+			name: "empty args get CPU and memory at weight 1 and KubeVirt's virt-launcher label",
 			want: Args{
-				Resources:             []configv1.ResourceSpec{{Name: "cpu", Weight: 1}, {Name: "memory", Weight: 1}},
-				VMLabelKey:            "kubevirt.io",
-				VMLabelValue:          "virt-launcher",
-				ClusterNameLabelKey:   "cluster.x-k8s.io/cluster-name",
-				RoleLabelKey:          "cluster.x-k8s.io/role",
-				ControlPlaneRoleValue: "control-plane",
+				Resources:    []configv1.ResourceSpec{{Name: "cpu", Weight: 1}, {Name: "memory", Weight: 1}},
+				VMLabelKey:   "kubevirt.io",
+				VMLabelValue: "virt-launcher",
 			},
 		},
 		{
@@ -33,12 +30,9 @@ func TestSetDefaults(t *testing.T) {
 				VMLabelValue: "yes",
 			},
 			want: Args{
-				Resources:             []configv1.ResourceSpec{{Name: "memory", Weight: 3}, {Name: "nvidia.com/gpu", Weight: 1}},
-				VMLabelKey:            "example.com/vm",
-				VMLabelValue:          "yes",
-				ClusterNameLabelKey:   "cluster.x-k8s.io/cluster-name",
-				RoleLabelKey:          "cluster.x-k8s.io/role",
-				ControlPlaneRoleValue: "control-plane",
+				Resources:    []configv1.ResourceSpec{{Name: "memory", Weight: 3}, {Name: "nvidia.com/gpu", Weight: 1}},
+				VMLabelKey:   "example.com/vm",
+				VMLabelValue: "yes",
 			},
 		},
 	}
@@ -85,14 +79,14 @@ func TestValidateArgs(t *testing.T) {
 			},
 		},
 		{
-			name: "label keys must be qualified names and values label values",
+			name: "the label key must be a qualified name and the value a label value",
 			args: valid(func(a *Args) {
-				a.RoleLabelKey = "not a key"
-				a.ControlPlaneRoleValue = "control plane"
+				a.VMLabelKey = "not a key"
+				a.VMLabelValue = "virt launcher"
 			}),
 			want: field.ErrorList{
-				field.Invalid(field.NewPath("args", "roleLabelKey"), "not a key", ""),
-				field.Invalid(field.NewPath("args", "controlPlaneRoleValue"), "control plane", ""),
+				field.Invalid(field.NewPath("args", "vmLabelKey"), "not a key", ""),
+				field.Invalid(field.NewPath("args", "vmLabelValue"), "virt launcher", ""),
 			},
 		},
 	}

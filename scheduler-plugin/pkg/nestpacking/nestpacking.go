@@ -1,17 +1,19 @@
 // Package nestpacking is the NestPacking kube-scheduler plugin: it packs KubeVirt VMs onto as few
-// nodes of an Infra cluster as their requests allow, and keeps the control-plane VMs of one tenant
-// cluster on different nodes.
+// nodes of an Infra cluster as their requests allow.
+//
+// It scores and filters nothing. The control-plane VMs of one tenant cluster are kept on different
+// nodes by the required pod anti-affinity the provider renders on them (internal/kubevirt
+// ControlPlaneAntiAffinityTerm), which InterPodAffinity enforces in nest-scheduler's profile as in
+// any other scheduler's: one rule, honoured by whatever places or simulates the VMs.
 package nestpacking
 
 import (
 	"context"
 	"fmt"
-	"maps"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	resourcehelper "k8s.io/component-helpers/resource"
-	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	schedutil "k8s.io/kubernetes/pkg/scheduler/util"
 )
@@ -19,25 +21,15 @@ import (
 // Name is the plugin's name in the registry and in scheduler profiles.
 const Name = "NestPacking"
 
-const (
-	preFilterStateKey fwk.StateKey = "PreFilter" + Name
-	preScoreStateKey  fwk.StateKey = "PreScore" + Name
-
-	// errReasonControlPlaneSpread is the Filter's reason, counted per reason in the pod's
-	// FailedScheduling event.
-	errReasonControlPlaneSpread = "node(s) already run a control-plane VM of the same cluster"
-)
+const preScoreStateKey fwk.StateKey = "PreScore" + Name
 
 var (
-	_ fwk.PreFilterPlugin   = &NestPacking{}
-	_ fwk.FilterPlugin      = &NestPacking{}
-	_ fwk.PreScorePlugin    = &NestPacking{}
-	_ fwk.ScorePlugin       = &NestPacking{}
-	_ fwk.ScoreExtensions   = &NestPacking{}
-	_ fwk.EnqueueExtensions = &NestPacking{}
+	_ fwk.PreScorePlugin  = &NestPacking{}
+	_ fwk.ScorePlugin     = &NestPacking{}
+	_ fwk.ScoreExtensions = &NestPacking{}
 )
 
-// NestPacking packs VMs by multi-resource best fit and spreads tenant control planes.
+// NestPacking packs VMs by multi-resource best fit.
 //
 // It does not implement fwk.SignPlugin, and so keeps opportunistic batching off in its profile.
 // A batch places the next pod of the same signature on the runner-up of the previous pod's
@@ -47,7 +39,8 @@ var (
 // unique to their VM, which InterPodAffinity signs, so batching would rarely apply to VMs anyway.
 type NestPacking struct {
 	resources []resourceWeight
-	labels    podLabels
+	// vmLabelKey and vmLabelValue select the pods that are VMs.
+	vmLabelKey, vmLabelValue string
 }
 
 // resourceWeight is one configured resource of the score.
@@ -62,7 +55,7 @@ func New(_ context.Context, obj runtime.Object, _ fwk.Handle) (fwk.Plugin, error
 	if err != nil {
 		return nil, err
 	}
-	pl := &NestPacking{labels: newPodLabels(args)}
+	pl := &NestPacking{vmLabelKey: args.VMLabelKey, vmLabelValue: args.VMLabelValue}
 	for _, r := range args.Resources {
 		pl.resources = append(pl.resources, resourceWeight{name: v1.ResourceName(r.Name), weight: r.Weight})
 	}
@@ -72,120 +65,6 @@ func New(_ context.Context, obj runtime.Object, _ fwk.Handle) (fwk.Plugin, error
 // Name returns the plugin's name.
 func (pl *NestPacking) Name() string {
 	return Name
-}
-
-// preFilterState is what Filter needs: the tenant of the control-plane pod being scheduled and
-// how many of that tenant's control-plane VMs each node runs.
-type preFilterState struct {
-	tenant tenant
-	counts map[string]int
-}
-
-// Clone copies the counts, which AddPod and RemovePod change on the clone.
-func (s *preFilterState) Clone() fwk.StateData {
-	return &preFilterState{tenant: s.tenant, counts: maps.Clone(s.counts)}
-}
-
-// PreFilter counts the tenant's control-plane VMs per node, once per cycle, and skips Filter for
-// every pod that is not a control-plane VM: those pay nothing for the spread rule.
-func (pl *NestPacking) PreFilter(_ context.Context, cycleState fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	t, ok := pl.labels.controlPlaneTenant(pod)
-	if !ok {
-		return nil, fwk.NewStatus(fwk.Skip)
-	}
-	cycleState.Write(preFilterStateKey, &preFilterState{tenant: t, counts: pl.labels.controlPlaneCounts(t, nodes)})
-	return nil, nil
-}
-
-// PreFilterExtensions keeps the counts right when preemption or nominated pods add or remove
-// pods hypothetically.
-func (pl *NestPacking) PreFilterExtensions() fwk.PreFilterExtensions {
-	return pl
-}
-
-// AddPod counts podInfoToAdd on nodeInfo if it is a control-plane VM of the same tenant.
-func (pl *NestPacking) AddPod(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, podInfoToAdd fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
-	return pl.updateCount(cycleState, podInfoToAdd.GetPod(), nodeInfo, 1)
-}
-
-// RemovePod uncounts podInfoToRemove on nodeInfo if it is a control-plane VM of the same tenant.
-func (pl *NestPacking) RemovePod(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, podInfoToRemove fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
-	return pl.updateCount(cycleState, podInfoToRemove.GetPod(), nodeInfo, -1)
-}
-
-func (pl *NestPacking) updateCount(cycleState fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo, delta int) *fwk.Status {
-	s, err := getPreFilterState(cycleState)
-	if err != nil {
-		return fwk.AsStatus(err)
-	}
-	if pl.labels.belongsTo(pod, s.tenant) {
-		s.counts[nodeInfo.Node().Name] += delta
-	}
-	return nil
-}
-
-func getPreFilterState(cycleState fwk.CycleState) (*preFilterState, error) {
-	c, err := cycleState.Read(preFilterStateKey)
-	if err != nil {
-		return nil, fmt.Errorf("reading %q from cycleState: %w", preFilterStateKey, err)
-	}
-	s, ok := c.(*preFilterState)
-	if !ok {
-		return nil, fmt.Errorf("invalid PreFilter state, got type %T", c)
-	}
-	return s, nil
-}
-
-// Filter rejects a node that already runs a control-plane VM of the pod's tenant. PreFilter has
-// skipped it for every other pod.
-func (pl *NestPacking) Filter(_ context.Context, cycleState fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
-	s, err := getPreFilterState(cycleState)
-	if err != nil {
-		return fwk.AsStatus(err)
-	}
-	if s.counts[nodeInfo.Node().Name] > 0 {
-		return fwk.NewStatus(fwk.Unschedulable, errReasonControlPlaneSpread)
-	}
-	return nil
-}
-
-// EventsToRegister names the events that can make a pod this plugin rejected schedulable: the
-// tenant's control-plane VM leaving a node (deleted, or relabelled), or a new node.
-func (pl *NestPacking) EventsToRegister(_ context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete}, QueueingHintFn: pl.isSchedulableAfterPodDelete},
-		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.UpdatePodLabel}, QueueingHintFn: pl.isSchedulableAfterPodLabelUpdate},
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add}},
-	}, nil
-}
-
-// isSchedulableAfterPodDelete queues pod only when the deleted pod was a control-plane VM of the
-// same tenant: no other deletion frees a node for it.
-func (pl *NestPacking) isSchedulableAfterPodDelete(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	deleted, _, err := schedutil.As[*v1.Pod](oldObj, newObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	return pl.queueIfTenantLeft(logger, pod, deleted, nil), nil
-}
-
-// isSchedulableAfterPodLabelUpdate queues pod only when a control-plane VM of the same tenant
-// stopped being one.
-func (pl *NestPacking) isSchedulableAfterPodLabelUpdate(logger klog.Logger, pod *v1.Pod, oldObj, newObj interface{}) (fwk.QueueingHint, error) {
-	oldPod, newPod, err := schedutil.As[*v1.Pod](oldObj, newObj)
-	if err != nil {
-		return fwk.Queue, err
-	}
-	return pl.queueIfTenantLeft(logger, pod, oldPod, newPod), nil
-}
-
-func (pl *NestPacking) queueIfTenantLeft(logger klog.Logger, pod, before, after *v1.Pod) fwk.QueueingHint {
-	t, ok := pl.labels.controlPlaneTenant(pod)
-	if !ok || !pl.labels.belongsTo(before, t) || (after != nil && pl.labels.belongsTo(after, t)) {
-		return fwk.QueueSkip
-	}
-	logger.V(5).Info("a control-plane VM of the same cluster left its node", "pod", klog.KObj(pod), "node", before.Spec.NodeName)
-	return fwk.Queue
 }
 
 // podRequest is the pod's request of one resource the score packs on.
@@ -264,7 +143,7 @@ func (pl *NestPacking) Score(_ context.Context, cycleState fwk.CycleState, _ *v1
 			Weight:      r.weight,
 		}
 	}
-	return rawScore(fits, pl.labels.hostsVM(nodeInfo)), nil
+	return rawScore(fits, pl.hostsVM(nodeInfo)), nil
 }
 
 // resourceAmount reads one resource of a NodeInfo total.
@@ -290,4 +169,14 @@ func (pl *NestPacking) ScoreExtensions() fwk.ScoreExtensions {
 func (pl *NestPacking) NormalizeScore(_ context.Context, _ fwk.CycleState, _ *v1.Pod, scores fwk.NodeScoreList) *fwk.Status {
 	normalizeScores(scores)
 	return nil
+}
+
+// hostsVM tells whether any pod on the node is a VM.
+func (pl *NestPacking) hostsVM(nodeInfo fwk.NodeInfo) bool {
+	for _, p := range nodeInfo.GetPods() {
+		if p.GetPod().Labels[pl.vmLabelKey] == pl.vmLabelValue {
+			return true
+		}
+	}
+	return false
 }

@@ -28,12 +28,6 @@ func vm(name, nodeName, cpu, memory string) *st.PodWrapper {
 		Req(map[v1.ResourceName]string{v1.ResourceCPU: cpu, v1.ResourceMemory: memory})
 }
 
-// controlPlane is a control-plane VM of cluster in namespace.
-func controlPlane(namespace, cluster, name, nodeName string) *v1.Pod {
-	return vm(name, nodeName, "1", "1Gi").Namespace(namespace).
-		Label(DefaultClusterNameLabelKey, cluster).Label(DefaultRoleLabelKey, DefaultControlPlaneRoleValue).Obj()
-}
-
 // newPlugin builds the plugin with default args behind a framework whose snapshot holds pods and
 // nodes, the way the scheduler hands it out.
 func newPlugin(ctx context.Context, t *testing.T, pods []*v1.Pod, nodes []*v1.Node) (*NestPacking, *cache.Snapshot) {
@@ -156,187 +150,6 @@ func TestScore(t *testing.T) {
 	}
 }
 
-func TestFilterSpreadsControlPlanes(t *testing.T) {
-	nodes := []*v1.Node{
-		node("same-tenant", "32", "128Gi"),
-		node("other-namespace", "32", "128Gi"),
-		node("same-tenant-worker", "32", "128Gi"),
-		node("empty", "32", "128Gi"),
-	}
-	existing := []*v1.Pod{
-		controlPlane("tenant-a", "prod", "cp-0", "same-tenant"),
-		controlPlane("tenant-b", "prod", "cp-0", "other-namespace"),
-		vm("worker", "same-tenant-worker", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Label(DefaultRoleLabelKey, "worker").Obj(),
-	}
-	tests := []struct {
-		name          string
-		pod           *v1.Pod
-		wantPreFilter fwk.Code
-		want          map[string]fwk.Code
-	}{
-		{
-			name:          "a control-plane VM avoids only the node with one of its own cluster",
-			pod:           controlPlane("tenant-a", "prod", "cp-1", ""),
-			wantPreFilter: fwk.Success,
-			want: map[string]fwk.Code{
-				"same-tenant":        fwk.Unschedulable,
-				"other-namespace":    fwk.Success,
-				"same-tenant-worker": fwk.Success,
-				"empty":              fwk.Success,
-			},
-		},
-		{
-			name:          "a worker VM skips the filter",
-			pod:           vm("worker-2", "", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Label(DefaultRoleLabelKey, "worker").Obj(),
-			wantPreFilter: fwk.Skip,
-		},
-		{
-			name:          "a VM of no cluster skips the filter",
-			pod:           vm("plain", "", "1", "1Gi").Label(DefaultRoleLabelKey, DefaultControlPlaneRoleValue).Obj(),
-			wantPreFilter: fwk.Skip,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, ctx := ktesting.NewTestContext(t)
-			pl, snapshot := newPlugin(ctx, t, existing, nodes)
-			nodeInfos, err := snapshot.NodeInfos().List()
-			if err != nil {
-				t.Fatal(err)
-			}
-			state := framework.NewCycleState()
-			_, s := pl.PreFilter(ctx, state, tt.pod, nodeInfos)
-			if s.Code() != tt.wantPreFilter {
-				t.Fatalf("PreFilter code = %v, want %v (%v)", s.Code(), tt.wantPreFilter, s)
-			}
-			got := map[string]fwk.Code{}
-			for _, ni := range nodeInfos {
-				if tt.want == nil {
-					break
-				}
-				s := pl.Filter(ctx, state, tt.pod, ni)
-				got[ni.Node().Name] = s.Code()
-				if s.Code() == fwk.Unschedulable && s.Message() != errReasonControlPlaneSpread {
-					t.Errorf("Filter(%s) reason = %q, want %q", ni.Node().Name, s.Message(), errReasonControlPlaneSpread)
-				}
-			}
-			if tt.want != nil {
-				if diff := cmp.Diff(tt.want, got); diff != "" {
-					t.Errorf("Filter codes (-want,+got):\n%s", diff)
-				}
-			}
-		})
-	}
-}
-
-// TestPreFilterExtensions covers what preemption and nominated pods rely on: pods added or
-// removed hypothetically change what Filter decides, on a cloned state only.
-func TestPreFilterExtensions(t *testing.T) {
-	_, ctx := ktesting.NewTestContext(t)
-	nodes := []*v1.Node{node("n1", "32", "128Gi")}
-	existing := []*v1.Pod{controlPlane("tenant-a", "prod", "cp-0", "n1")}
-	pl, snapshot := newPlugin(ctx, t, existing, nodes)
-	ni, err := snapshot.Get("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod := controlPlane("tenant-a", "prod", "cp-1", "")
-	state := framework.NewCycleState()
-	if _, s := pl.PreFilter(ctx, state, pod, []fwk.NodeInfo{ni}); !s.IsSuccess() {
-		t.Fatalf("PreFilter: %v", s)
-	}
-
-	withoutExisting := state.Clone()
-	if s := pl.PreFilterExtensions().RemovePod(ctx, withoutExisting, pod, mustPodInfo(t, existing[0]), ni); !s.IsSuccess() {
-		t.Fatalf("RemovePod: %v", s)
-	}
-	if s := pl.Filter(ctx, withoutExisting, pod, ni); !s.IsSuccess() {
-		t.Errorf("after removing the tenant's control-plane VM, Filter = %v, want success", s)
-	}
-	if s := pl.Filter(ctx, state, pod, ni); s.Code() != fwk.Unschedulable {
-		t.Errorf("RemovePod on a clone changed the original state: Filter = %v", s)
-	}
-
-	otherTenant := controlPlane("tenant-b", "prod", "cp-0", "n1")
-	if s := pl.PreFilterExtensions().AddPod(ctx, withoutExisting, pod, mustPodInfo(t, otherTenant), ni); !s.IsSuccess() {
-		t.Fatalf("AddPod: %v", s)
-	}
-	if s := pl.Filter(ctx, withoutExisting, pod, ni); !s.IsSuccess() {
-		t.Errorf("adding another tenant's control-plane VM made Filter = %v, want success", s)
-	}
-	if s := pl.PreFilterExtensions().AddPod(ctx, withoutExisting, pod, mustPodInfo(t, existing[0]), ni); !s.IsSuccess() {
-		t.Fatalf("AddPod: %v", s)
-	}
-	if s := pl.Filter(ctx, withoutExisting, pod, ni); s.Code() != fwk.Unschedulable {
-		t.Errorf("adding the tenant's control-plane VM back made Filter = %v, want Unschedulable", s)
-	}
-}
-
-func mustPodInfo(t *testing.T, pod *v1.Pod) fwk.PodInfo {
-	t.Helper()
-	pi, err := framework.NewPodInfo(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pi
-}
-
-func TestQueueingHints(t *testing.T) {
-	rejected := controlPlane("tenant-a", "prod", "cp-1", "")
-	sameTenant := controlPlane("tenant-a", "prod", "cp-0", "n1")
-	relabelled := sameTenant.DeepCopy()
-	relabelled.Labels[DefaultRoleLabelKey] = "worker"
-	otherTenant := controlPlane("tenant-a", "staging", "cp-0", "n1")
-	worker := vm("w", "n1", "1", "1Gi").Label(DefaultClusterNameLabelKey, "prod").Obj()
-
-	tests := []struct {
-		name     string
-		event    fwk.ActionType
-		old, new *v1.Pod
-		want     fwk.QueueingHint
-	}{
-		{name: "the tenant's control-plane VM deleted", event: fwk.Delete, old: sameTenant, want: fwk.Queue},
-		{name: "another cluster's control-plane VM deleted", event: fwk.Delete, old: otherTenant, want: fwk.QueueSkip},
-		{name: "a worker of the same cluster deleted", event: fwk.Delete, old: worker, want: fwk.QueueSkip},
-		{name: "the tenant's control-plane VM relabelled away", event: fwk.UpdatePodLabel, old: sameTenant, new: relabelled, want: fwk.Queue},
-		{name: "the tenant's control-plane VM relabelled but still one", event: fwk.UpdatePodLabel, old: sameTenant, new: sameTenant, want: fwk.QueueSkip},
-		{name: "a worker relabelled", event: fwk.UpdatePodLabel, old: worker, new: relabelled, want: fwk.QueueSkip},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			logger, ctx := ktesting.NewTestContext(t)
-			pl, _ := newPlugin(ctx, t, nil, nil)
-			events, err := pl.EventsToRegister(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var hint fwk.QueueingHintFn
-			for _, e := range events {
-				if e.Event.Resource == fwk.AssignedPod && e.Event.ActionType == tt.event {
-					hint = e.QueueingHintFn
-				}
-			}
-			if hint == nil {
-				t.Fatalf("no queueing hint registered for AssignedPod %v", tt.event)
-			}
-			var oldObj, newObj interface{}
-			if tt.old != nil {
-				oldObj = tt.old
-			}
-			if tt.new != nil {
-				newObj = tt.new
-			}
-			got, err := hint(logger, rejected, oldObj, newObj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("hint = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestKeepsBatchingOff protects the choice explained on NestPacking: a SignPod would let the
 // scheduler batch VMs on a ranking that is arbitrary beyond its first node.
 func TestKeepsBatchingOff(t *testing.T) {
@@ -355,6 +168,11 @@ func TestNewArgs(t *testing.T) {
 		{name: "no args: defaults", args: nil},
 		{name: "JSON args", args: &runtime.Unknown{Raw: []byte(`{"resources":[{"name":"cpu","weight":2},{"name":"memory"}]}`), ContentType: runtime.ContentTypeJSON}},
 		{name: "YAML args", args: &runtime.Unknown{Raw: []byte("vmLabelKey: example.com/vm\n"), ContentType: runtime.ContentTypeYAML}},
+		{
+			// ConfigMaps written for the control-plane filter NestPacking had still load.
+			name: "args of the removed control-plane filter are ignored",
+			args: &runtime.Unknown{Raw: []byte(`{"clusterNameLabelKey":"cluster.x-k8s.io/cluster-name","roleLabelKey":"cluster.x-k8s.io/role","controlPlaneRoleValue":"control-plane"}`), ContentType: runtime.ContentTypeJSON},
+		},
 		{
 			name:    "invalid args are rejected with their path",
 			args:    &runtime.Unknown{Raw: []byte(`{"resources":[{"name":"cpu","weight":101}]}`), ContentType: runtime.ContentTypeJSON},

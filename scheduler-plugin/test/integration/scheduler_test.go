@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/internal/bench"
 	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/internal/schedconfig"
 	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
 )
@@ -287,7 +288,9 @@ func TestPackingFillsTheFullestFittingNode(t *testing.T) {
 }
 
 // TestControlPlaneVMsOfOneClusterSpread schedules the control plane of a tenant cluster onto three
-// nodes: packing alone would stack the three VMs on one node.
+// nodes: packing alone would stack the three VMs on one node. The VMs carry the required pod
+// anti-affinity the provider renders, and nothing else keeps them apart: the shipped profile must
+// keep InterPodAffinity, and NestPacking must not score a VM onto a node the rule excludes.
 func TestControlPlaneVMsOfOneClusterSpread(t *testing.T) {
 	ctx := t.Context()
 	restConfig := apiServer(t)
@@ -298,10 +301,12 @@ func TestControlPlaneVMsOfOneClusterSpread(t *testing.T) {
 	createNodes(ctx, t, client, suite, "spread-1", "spread-2", "spread-3")
 	startScheduler(t, restConfig)
 	cp := func(namespace, name string) *v1.Pod {
-		return vmPod(namespace, name, suite, "", "4", "16Gi", map[string]string{
+		pod := vmPod(namespace, name, suite, "", "4", "16Gi", map[string]string{
 			"cluster.x-k8s.io/cluster-name": "prod",
 			"cluster.x-k8s.io/role":         "control-plane",
 		})
+		pod.Spec.Affinity = bench.ControlPlaneAntiAffinity("prod")
+		return pod
 	}
 
 	nodeOf := map[string]string{}
@@ -316,7 +321,7 @@ func TestControlPlaneVMsOfOneClusterSpread(t *testing.T) {
 
 	createPod(ctx, t, client, cp(ns, "cp-3"))
 	msg := waitForUnschedulable(ctx, t, client, ns, "cp-3")
-	if !strings.Contains(msg, "3 node(s) already run a control-plane VM of the same cluster") {
+	if !strings.Contains(msg, "3 node(s) didn't match pod anti-affinity rules") {
 		t.Errorf("cp-3 is unschedulable for another reason than the spread rule: %q", msg)
 	}
 
@@ -324,7 +329,7 @@ func TestControlPlaneVMsOfOneClusterSpread(t *testing.T) {
 	createPod(ctx, t, client, cp("tenant-b", "cp-0"))
 	waitForNode(ctx, t, client, "tenant-b", "cp-0")
 
-	// Deleting a control-plane VM frees its node; the queueing hint requeues cp-3 for it.
+	// Deleting a control-plane VM frees its node; InterPodAffinity's queueing hint requeues cp-3.
 	if err := client.CoreV1().Pods(ns).Delete(ctx, "cp-1", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 		t.Fatalf("deleting cp-1: %v", err)
 	}

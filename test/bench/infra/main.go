@@ -16,8 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nestcapi/cluster-api-provider-nest/test/bench/internal/harness"
@@ -31,14 +29,7 @@ func main() {
 	opts.AddFlags(flag.CommandLine)
 	flag.Parse()
 
-	// Ctrl-C or SIGTERM ends the run through its context, so that everything started is stopped.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, opts, *n, *window, *settle)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, opts, *n, *window, *settle) })
 }
 
 const namespace = "bench"
@@ -76,7 +67,7 @@ func run(ctx context.Context, opts harness.Options, n int, window, settle time.D
 	env.Logf("while provisioning, per NestCluster: management requests by method %s, NestCluster reconciles by result %s",
 		harness.FormatPer(harness.CounterDelta(beforeProvisioning, provisioned, harness.RESTRequestsMetric, "method", harness.Labels{"host": env.ManagementHost()}), float64(n)),
 		harness.FormatPer(harness.CounterDelta(beforeProvisioning, provisioned, harness.ReconcileTotalMetric, "result", nestcluster), float64(n)))
-	if err := sleep(ctx, settle); err != nil {
+	if err := harness.Sleep(ctx, settle); err != nil {
 		return err
 	}
 
@@ -86,7 +77,7 @@ func run(ctx context.Context, opts harness.Options, n int, window, settle time.D
 	}
 	measured := time.Now()
 	env.Logf("counting the manager's requests for %s", window)
-	if err := sleep(ctx, window); err != nil {
+	if err := harness.Sleep(ctx, window); err != nil {
 		return err
 	}
 	after, err := env.Manager.Scrape(ctx)
@@ -109,16 +100,4 @@ func run(ctx context.Context, opts harness.Options, n int, window, settle time.D
 		harness.FormatPer(harness.CounterDelta(before, after, harness.RESTRequestsMetric, "method", mgmt), minutes), rss>>20, peak>>20)
 	fmt.Printf("BENCH infra nestclusters=%d remote_requests_per_min=%.1f probe_requests_per_min=%.1f\n", n, rate("client"), rate("probe"))
 	return nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -22,9 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -53,14 +51,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up when the last machine's reactions are not all seen this long after its arrival")
 	flag.Parse()
 
-	// Ctrl-C or SIGTERM ends the run through its context, so that everything started is stopped.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, c)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, c) })
 }
 
 const namespace = "bench"

@@ -27,10 +27,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -66,14 +64,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "give up when a stage's machines are not all provisioned by then")
 	flag.Parse()
 
-	// Ctrl-C or SIGTERM ends the run through its context, so that everything started is stopped.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, c)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, c) })
 }
 
 const namespace = "bench"
@@ -98,7 +89,7 @@ func run(ctx context.Context, c config) (err error) {
 	if err := tr.Watch(watchCtx, env.Config, namespace, env.InfraConfigs()); err != nil {
 		return err
 	}
-	if err := sleep(ctx, c.settle); err != nil {
+	if err := harness.Sleep(ctx, c.settle); err != nil {
 		return err
 	}
 	rss0, _, err := env.Manager.Memory()
@@ -157,7 +148,7 @@ func stage(ctx context.Context, c config, env *harness.Env, tr *harness.Tracker,
 		return stageResult{}, err
 	}
 	env.Logf("%d NestMachines provisioned in %s; settling for %s", to, time.Since(before.At).Round(time.Millisecond), c.settle)
-	if err := sleep(ctx, c.settle); err != nil {
+	if err := harness.Sleep(ctx, c.settle); err != nil {
 		return stageResult{}, err
 	}
 	grown, err := env.Snapshot(ctx)
@@ -168,7 +159,7 @@ func stage(ctx context.Context, c config, env *harness.Env, tr *harness.Tracker,
 	env.Logf("load average %s -> %s", load, harness.LoadAverage())
 
 	env.Logf("counting the manager's requests for %s", c.window)
-	if err := sleep(ctx, c.window); err != nil {
+	if err := harness.Sleep(ctx, c.window); err != nil {
 		return stageResult{}, err
 	}
 	steady, err := env.Snapshot(ctx)
@@ -196,16 +187,4 @@ func stage(ctx context.Context, c config, env *harness.Env, tr *harness.Tracker,
 		rss:                  rss,
 		steadyPerMin:         (harness.Sum(management) + harness.Sum(infra) + harness.Sum(probes)) / minutes,
 	}, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
