@@ -45,7 +45,7 @@ verify: generate ## Fail when generated files are stale, gofmt differs or go vet
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager into bin/manager and nest-scheduler into bin/nest-scheduler.
+build: ## Build the manager into bin/manager, nest-scheduler and nest-consolidator into bin/
 	go build -o $(BIN)/manager .
 	$(MAKE) -C scheduler-plugin build
 

@@ -7,8 +7,9 @@
 CLUSTERCTL := $(BIN)/clusterctl
 KUSTOMIZE := $(BIN)/kustomize
 # The images of the release: the manager's (config/manager has
-# ghcr.io/nestcapi/cluster-api-provider-nest:dev) and nest-scheduler's (config/scheduler has
-# ghcr.io/nestcapi/nest-scheduler:dev). Empty: those of config/.
+# ghcr.io/nestcapi/cluster-api-provider-nest:dev) and nest-scheduler's, which also carries
+# nest-consolidator (config/scheduler and config/consolidator have ghcr.io/nestcapi/nest-scheduler:dev).
+# Empty: those of config/.
 IMG ?=
 SCHEDULER_IMG ?=
 RELEASE_DIR ?= $(ROOT)/out
@@ -36,11 +37,11 @@ $(KUSTOMIZE): hack/tools/kustomize/go.mod hack/tools/kustomize/go.sum
 	cd hack/tools/kustomize && go build -trimpath -ldflags "-s -w" -o $@.tmp sigs.k8s.io/kustomize/kustomize/v5 && mv $@.tmp $@
 
 .PHONY: release-manifests
-release-manifests: $(KUSTOMIZE) ## Write the release assets into out/: components, nest-scheduler, metadata, templates (IMG=, SCHEDULER_IMG= set the images).
+release-manifests: $(KUSTOMIZE) ## Write the release assets into out/: components, nest-scheduler, nest-consolidator, metadata, templates (IMG=, SCHEDULER_IMG= set the images).
 	KUSTOMIZE=$(KUSTOMIZE) IMG=$(IMG) SCHEDULER_IMG=$(SCHEDULER_IMG) ./hack/release-manifests.sh $(RELEASE_DIR)
 
 .PHONY: docker-build
-docker-build: ## Build the images IMG (the manager) and SCHEDULER_IMG (nest-scheduler), by default those of config/; needs Docker.
+docker-build: ## Build the images IMG (the manager) and SCHEDULER_IMG (nest-scheduler and nest-consolidator), by default those of config/; needs Docker.
 	docker build -t $(or $(IMG),ghcr.io/nestcapi/cluster-api-provider-nest:dev) .
 	docker build -t $(or $(SCHEDULER_IMG),ghcr.io/nestcapi/nest-scheduler:dev) scheduler-plugin
 

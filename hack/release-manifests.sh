@@ -4,10 +4,14 @@
 #   infrastructure-components.yaml  kustomize build of config/default, with the manager image IMG
 #   nest-scheduler.yaml             kustomize build of config/scheduler, with the image SCHEDULER_IMG:
 #                                   what each Infra cluster runs (clusterctl does not read it)
+#   nest-consolidator.yaml          kustomize build of config/consolidator, with the image SCHEDULER_IMG
+#                                   (it carries both binaries): off by default, applied per Infra cluster
+#   nest-infra-rbac.yaml            kustomize build of config/infra-rbac: the provider's least-privilege
+#                                   identity in an Infra cluster (clusterctl does not read it)
 #   metadata.yaml                   the release series and their CAPI contract
 #   cluster-template*.yaml, clusterclass-*.yaml   the flavors and ClusterClasses of templates/
 # Environment: KUSTOMIZE (default bin/kustomize), IMG (default: the image in config/manager),
-# SCHEDULER_IMG (default: the image in config/scheduler).
+# SCHEDULER_IMG (default: the image in config/scheduler and config/consolidator).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +58,8 @@ build() {
 
 build "${root}/config/default" ghcr.io/nestcapi/cluster-api-provider-nest "${IMG:-}" "${out}/infrastructure-components.yaml"
 build "${root}/config/scheduler" ghcr.io/nestcapi/nest-scheduler "${SCHEDULER_IMG:-}" "${out}/nest-scheduler.yaml"
+build "${root}/config/consolidator" ghcr.io/nestcapi/nest-scheduler "${SCHEDULER_IMG:-}" "${out}/nest-consolidator.yaml"
+build "${root}/config/infra-rbac" "" "" "${out}/nest-infra-rbac.yaml"
 cp "${root}/metadata.yaml" "${out}/metadata.yaml"
 cp "${root}"/templates/cluster-template*.yaml "${root}"/templates/clusterclass-*.yaml "${out}/"
 echo "release manifests written to ${out}"

@@ -25,7 +25,8 @@ const (
 
 // TestReleaseManifestsNameTheImagesGiven runs `make release-manifests IMG=... SCHEDULER_IMG=...` and
 // reads the image of the manager Deployment (infrastructure-components.yaml) and of the nest-scheduler
-// Deployment (nest-scheduler.yaml): tags, registry ports, digests and the defaults of config/.
+// and nest-consolidator Deployments (nest-scheduler.yaml, nest-consolidator.yaml: one image carries
+// both): tags, registry ports, digests and the defaults of config/.
 func TestReleaseManifestsNameTheImagesGiven(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -55,8 +56,18 @@ func TestReleaseManifestsNameTheImagesGiven(t *testing.T) {
 			if got := deploymentImages(t, filepath.Join(out, "infrastructure-components.yaml")); !slices.Equal(got, []string{tc.wantManager}) {
 				t.Errorf("infrastructure-components.yaml has images %v, want [%s]", got, tc.wantManager)
 			}
-			if got := deploymentImages(t, filepath.Join(out, "nest-scheduler.yaml")); !slices.Equal(got, []string{tc.wantSched}) {
-				t.Errorf("nest-scheduler.yaml has images %v, want [%s]", got, tc.wantSched)
+			for _, file := range []string{"nest-scheduler.yaml", "nest-consolidator.yaml"} {
+				if got := deploymentImages(t, filepath.Join(out, file)); !slices.Equal(got, []string{tc.wantSched}) {
+					t.Errorf("%s has images %v, want [%s]", file, got, tc.wantSched)
+				}
+			}
+			// The Infra clusters' grants for the provider ship with the release too, image-free.
+			var kinds []string
+			for _, obj := range objects(t, read(t, filepath.Join(out, "nest-infra-rbac.yaml"))) {
+				kinds = append(kinds, obj.GetKind()+"/"+obj.GetName())
+			}
+			if !slices.Contains(kinds, "ClusterRole/nest-infra") || !slices.Contains(kinds, "ServiceAccount/nest-infra") {
+				t.Errorf("nest-infra-rbac.yaml has %v, want config/infra-rbac's ServiceAccount and ClusterRole nest-infra", kinds)
 			}
 		})
 	}
@@ -91,10 +102,12 @@ type goBuild struct {
 }
 
 // TestDockerfilesBuildWhatMakeBuilds parses each image's Dockerfile and checks it against `make
-// build` (dry run): the same package of the same module, into a binary of the same name that the
-// image runs; every package of the module that binary is built from is copied into the build stage
-// and not excluded by .dockerignore; the runtime stage is distroless static and non-root; and `make
-// docker-build` builds the Dockerfile with IMG or SCHEDULER_IMG.
+// build` (dry run): every binary `make build` builds in the image's module (its build context) is
+// built by the Dockerfile from the same package into a binary of the same name and copied into
+// the runtime stage at /<binary>, and the Dockerfile builds nothing else; the ENTRYPOINT runs the
+// image's main binary; every package of the module those binaries are built from is copied into
+// the build stage and not excluded by .dockerignore; the runtime stage is distroless static and
+// non-root; and `make docker-build` builds the Dockerfile with IMG or SCHEDULER_IMG.
 func TestDockerfilesBuildWhatMakeBuilds(t *testing.T) {
 	t.Parallel()
 	root := envtest.RepoRoot()
@@ -103,21 +116,45 @@ func TestDockerfilesBuildWhatMakeBuilds(t *testing.T) {
 
 	for _, tc := range []struct {
 		dockerfile, image string
+		// entrypoint is the binary the image runs; the others are run by naming them.
+		entrypoint string
 	}{
-		{dockerfile: "Dockerfile", image: "example.com/manager:t"},
-		{dockerfile: "scheduler-plugin/Dockerfile", image: "example.com/scheduler:t"},
+		{dockerfile: "Dockerfile", image: "example.com/manager:t", entrypoint: "manager"},
+		{dockerfile: "scheduler-plugin/Dockerfile", image: "example.com/scheduler:t", entrypoint: "nest-scheduler"},
 	} {
 		t.Run(tc.dockerfile, func(t *testing.T) {
 			t.Parallel()
 			df := parseDockerfile(t, filepath.Join(root, tc.dockerfile))
 			context := filepath.Dir(filepath.Join(root, tc.dockerfile))
 
-			build := df.goBuild(t, context)
-			if !slices.Contains(builds, build) {
-				t.Errorf("%s builds %s in %s into %s; `make build` builds %+v", tc.dockerfile, build.pkg, build.dir, build.binary, builds)
+			var want []goBuild
+			for _, b := range builds {
+				if b.dir == context {
+					want = append(want, b)
+				}
 			}
-			if want := "CGO_ENABLED=0"; !strings.Contains(df.buildRun, want) {
-				t.Errorf("%s: the go build runs without %s: a cgo binary does not run on distroless static", tc.dockerfile, want)
+			if len(want) == 0 {
+				t.Fatalf("`make build` builds nothing in %s, the build context of %s: %+v", context, tc.dockerfile, builds)
+			}
+			got := df.goBuilds(t, context)
+			for _, b := range want {
+				if !slices.Contains(got, b) {
+					t.Errorf("`make build` builds %s into %s; %s does not (it builds %+v)", b.pkg, b.binary, tc.dockerfile, got)
+					continue
+				}
+				if c := "/workspace/" + b.binary + " /" + b.binary; !slices.Contains(df.final.copies, c) {
+					t.Errorf("%s: the runtime stage copies %v, want the build stage's %s at /%s", tc.dockerfile, df.final.copies, b.binary, b.binary)
+				}
+			}
+			for _, b := range got {
+				if !slices.Contains(want, b) {
+					t.Errorf("%s builds %s into %s, which `make build` does not build (it builds %+v)", tc.dockerfile, b.pkg, b.binary, want)
+				}
+			}
+			for _, r := range df.buildRuns {
+				if want := "CGO_ENABLED=0"; !strings.Contains(r, want) {
+					t.Errorf("%s: a go build runs without %s: a cgo binary does not run on distroless static (RUN %s)", tc.dockerfile, want, r)
+				}
 			}
 			if want := "gcr.io/distroless/static:nonroot"; df.final.from != want {
 				t.Errorf("%s: the runtime stage is FROM %s, want %s", tc.dockerfile, df.final.from, want)
@@ -125,23 +162,24 @@ func TestDockerfilesBuildWhatMakeBuilds(t *testing.T) {
 			if df.final.user != "65532:65532" {
 				t.Errorf("%s: the runtime stage runs as USER %q, want 65532:65532 (distroless nonroot, numeric for runAsNonRoot)", tc.dockerfile, df.final.user)
 			}
-			want := "/" + build.binary
-			if !slices.Contains(df.final.copies, "/workspace/"+build.binary+" "+want) {
-				t.Errorf("%s: the runtime stage copies %v, want the build stage's %s at %s", tc.dockerfile, df.final.copies, build.binary, want)
+			if !slices.ContainsFunc(want, func(b goBuild) bool { return b.binary == tc.entrypoint }) {
+				t.Errorf("`make build` does not build %s, the binary %s runs", tc.entrypoint, tc.dockerfile)
 			}
-			if df.final.entrypoint != `["`+want+`"]` {
-				t.Errorf("%s: ENTRYPOINT %s, want [%q]", tc.dockerfile, df.final.entrypoint, want)
+			if entrypoint := "/" + tc.entrypoint; df.final.entrypoint != `["`+entrypoint+`"]` {
+				t.Errorf("%s: ENTRYPOINT %s, want [%q]", tc.dockerfile, df.final.entrypoint, entrypoint)
 			}
 
 			ignored := dockerignore(t, filepath.Join(context, ".dockerignore"))
-			for _, dir := range modulePackageDirs(t, context, build.pkg) {
-				rel, _ := filepath.Rel(context, dir)
-				rel = filepath.ToSlash(rel)
-				if !slices.ContainsFunc(df.copied, func(src string) bool { return within(rel, src) }) {
-					t.Errorf("%s does not copy %s, a package the binary is built from (it copies %v)", tc.dockerfile, rel, df.copied)
-				}
-				if i := slices.IndexFunc(ignored, func(pattern string) bool { return within(rel, pattern) }); i >= 0 {
-					t.Errorf("%s: .dockerignore excludes %s (%q), a package the binary is built from", tc.dockerfile, rel, ignored[i])
+			for _, b := range want {
+				for _, dir := range modulePackageDirs(t, context, b.pkg) {
+					rel, _ := filepath.Rel(context, dir)
+					rel = filepath.ToSlash(rel)
+					if !slices.ContainsFunc(df.copied, func(src string) bool { return within(rel, src) }) {
+						t.Errorf("%s does not copy %s, a package %s is built from (it copies %v)", tc.dockerfile, rel, b.binary, df.copied)
+					}
+					if i := slices.IndexFunc(ignored, func(pattern string) bool { return within(rel, pattern) }); i >= 0 {
+						t.Errorf("%s: .dockerignore excludes %s (%q), a package %s is built from", tc.dockerfile, rel, ignored[i], b.binary)
+					}
 				}
 			}
 
@@ -176,8 +214,8 @@ func makeBuilds(t *testing.T, root string) []goBuild {
 			builds = append(builds, b)
 		}
 	}
-	if len(builds) != 2 {
-		t.Fatalf("`make -n build` runs %d go builds, want the manager and nest-scheduler:\n%s", len(builds), out)
+	if len(builds) == 0 {
+		t.Fatalf("`make -n build` runs no go build:\n%s", out)
 	}
 	return builds
 }
@@ -211,8 +249,8 @@ func parseGoBuild(t *testing.T, words []string) goBuild {
 
 // dockerfile is what the test reads of a Dockerfile.
 type dockerfile struct {
-	// buildRun is the RUN instruction of the build stage that runs go build.
-	buildRun string
+	// buildRuns are the RUN instructions that run go build.
+	buildRuns []string
 	// copied are the sources the build stage copies from the build context.
 	copied []string
 	final  stage
@@ -258,7 +296,7 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 			st = stage{from: words[0]}
 		case "RUN":
 			if strings.Contains(rest, "go build ") {
-				df.buildRun = rest
+				df.buildRuns = append(df.buildRuns, rest)
 			}
 		case "COPY":
 			words := strings.Fields(rest)
@@ -274,24 +312,28 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 			st.entrypoint = strings.ReplaceAll(rest, " ", "")
 		}
 	}
-	if stages < 2 || df.buildRun == "" {
+	if stages < 2 || len(df.buildRuns) == 0 {
 		t.Fatalf("%s: want a multi-stage build with a go build stage (%d stages)", path, stages)
 	}
 	df.final = st
 	return df
 }
 
-// goBuild is the go build of the Dockerfile's build stage, run in the build context.
-func (df dockerfile) goBuild(t *testing.T, context string) goBuild {
+// goBuilds are the go builds of the Dockerfile, run in the build context.
+func (df dockerfile) goBuilds(t *testing.T, context string) []goBuild {
 	t.Helper()
-	words := shellWords(df.buildRun)
-	i := slices.Index(words, "go")
-	if i < 0 {
-		t.Fatalf("no go command in RUN %s", df.buildRun)
+	var builds []goBuild
+	for _, r := range df.buildRuns {
+		words := shellWords(r)
+		i := slices.Index(words, "go")
+		if i < 0 {
+			t.Fatalf("no go command in RUN %s", r)
+		}
+		b := parseGoBuild(t, words[i:])
+		b.dir = context
+		builds = append(builds, b)
 	}
-	b := parseGoBuild(t, words[i:])
-	b.dir = context
-	return b
+	return builds
 }
 
 // shellWords splits a command line into words, keeping double-quoted strings whole.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,10 +14,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// LeaderElectionID names the Lease the consolidators of an Infra cluster elect their leader with;
+// config/consolidator's Role grants that one Lease.
+const LeaderElectionID = "nest-consolidator"
+
 // Consolidator runs PlanMigrations against an Infra cluster: every Interval it lists what the
 // planner needs, plans, and creates the VirtualMachineInstanceMigrations. KubeVirt carries them
-// out; the next round starts from whatever they achieved.
+// out; the next round starts from whatever they achieved. It is a manager.Runnable that runs on
+// the leader only: two consolidators would plan the same moves twice.
 type Consolidator struct {
+	// Client reads the cluster (cmd/nest-consolidator: the manager's cache) and writes migrations
+	// and, with Cordon, nodes.
 	Client  client.Client
 	Options ConsolidatorOptions
 }
@@ -33,10 +41,17 @@ type ConsolidatorOptions struct {
 	Labels Labels
 	// DefaultEvictionStrategy is KubeVirt's cluster-wide evictionStrategy (see Observed).
 	DefaultEvictionStrategy *kubevirtv1.EvictionStrategy
+	// Cordon cordons the nodes a plan empties before their migrations are created, and gives
+	// them back (and plans nothing) while VMs of SchedulerName wait for room. Without it, the
+	// consolidator never touches a node.
+	Cordon bool
 }
 
-// Start plans every Interval until ctx is done; it matches controller-runtime's
-// manager.Runnable. A failed round is logged and the next one tries again.
+// NeedLeaderElection makes the manager run the Consolidator on the leader only.
+func (c *Consolidator) NeedLeaderElection() bool { return true }
+
+// Start plans every Interval until ctx is done; it is controller-runtime's manager.Runnable. A
+// failed round is logged and the next one tries again.
 func (c *Consolidator) Start(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	ticker := time.NewTicker(c.Options.Interval)
@@ -50,7 +65,6 @@ func (c *Consolidator) Start(ctx context.Context) error {
 		plan, err := c.RunOnce(ctx)
 		if err != nil {
 			logger.Error(err, "Consolidation round failed")
-			continue
 		}
 		if len(plan.Migrations) > 0 {
 			logger.Info("Migrating VMs to empty nodes", "nodes", plan.Emptied, "migrations", len(plan.Migrations))
@@ -58,19 +72,60 @@ func (c *Consolidator) Start(ctx context.Context) error {
 	}
 }
 
-// RunOnce lists the cluster, plans, and creates the plan's migrations.
+// RunOnce lists the cluster, plans, and creates the plan's migrations. With Cordon, it first
+// drops the marks of nodes someone else uncordoned; then, if VMs wait for room, it uncordons the
+// nodes it cordoned and plans nothing; otherwise it cordons the nodes the plan empties before
+// creating their migrations, and a node it could not cordon keeps its VMs this round. It returns
+// the plan and every error met, joined: one failed write does not stop the others.
 func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
+	logger := klog.FromContext(ctx)
 	o, err := c.observe(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
+	var errs []error
+	if c.Options.Cordon {
+		for _, name := range StaleCordonMarks(o.Nodes) {
+			if err := c.patchNode(ctx, o.Nodes, name, func(n *corev1.Node) { delete(n.Annotations, CordonedByAnnotation) }); err != nil {
+				errs = append(errs, fmt.Errorf("removing the cordon mark of node %s, which someone uncordoned: %w", name, err))
+			}
+		}
+		if waiting := VMsWaitingForRoom(o); len(waiting) > 0 {
+			nodes := NodesToUncordon(o.Nodes)
+			if len(nodes) > 0 {
+				logger.Info("Uncordoning the nodes the consolidator cordoned: VMs wait for room", "nodes", nodes, "waiting", waiting)
+			} else {
+				logger.V(2).Info("Not consolidating: VMs wait for room", "waiting", waiting)
+			}
+			for _, name := range nodes {
+				if err := c.patchNode(ctx, o.Nodes, name, uncordon); err != nil {
+					errs = append(errs, fmt.Errorf("uncordoning node %s: %w", name, err))
+				}
+			}
+			return Plan{}, errors.Join(errs...)
+		}
+	}
+
 	plan := PlanMigrations(StateOf(o, c.Options.Labels), Options{MaxInFlight: c.Options.MaxInFlight})
+	notCordoned := map[string]bool{}
+	if c.Options.Cordon {
+		for _, name := range NodesToCordon(o.Nodes, plan.Emptied) {
+			if err := c.patchNode(ctx, o.Nodes, name, cordon); err != nil {
+				notCordoned[name] = true
+				errs = append(errs, fmt.Errorf("cordoning node %s before migrating its VMs away: %w", name, err))
+				continue
+			}
+			logger.Info("Cordoned node to empty it", "node", klog.KRef("", name))
+		}
+	}
 	hostnames := map[string]string{}
 	for _, n := range o.Nodes {
 		hostnames[n.Name] = n.Labels[corev1.LabelHostname]
 	}
-	var errs []error
 	for _, m := range plan.Migrations {
+		if notCordoned[m.From] {
+			continue
+		}
 		if hostnames[m.To] == "" {
 			errs = append(errs, fmt.Errorf("cannot pin the migration of %s to %s: the node has no %s label", m.VM, m.To, corev1.LabelHostname))
 			continue
@@ -80,6 +135,39 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 		}
 	}
 	return plan, errors.Join(errs...)
+}
+
+// cordon makes a node unschedulable and marks it as the consolidator's.
+func cordon(n *corev1.Node) {
+	n.Spec.Unschedulable = true
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	n.Annotations[CordonedByAnnotation] = CordonedByValue
+}
+
+// uncordon gives back a node the consolidator cordoned.
+func uncordon(n *corev1.Node) {
+	n.Spec.Unschedulable = false
+	delete(n.Annotations, CordonedByAnnotation)
+}
+
+// patchNode applies change to the node as listed, with the resourceVersion the decision was
+// made on: a node someone changed since (cordoned it, uncordoned it) is left for the next round,
+// so that a cordon that is not the consolidator's is never marked or lifted as its own. The
+// patched node replaces the listed one, for the round's next decision about it.
+func (c *Consolidator) patchNode(ctx context.Context, nodes []corev1.Node, name string, change func(*corev1.Node)) error {
+	i := slices.IndexFunc(nodes, func(n corev1.Node) bool { return n.Name == name })
+	if i < 0 {
+		return fmt.Errorf("node %s is not in the listed nodes", name)
+	}
+	n := nodes[i].DeepCopy()
+	change(n)
+	if err := c.Client.Patch(ctx, n, client.MergeFromWithOptions(&nodes[i], client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	nodes[i] = *n
+	return nil
 }
 
 func (c *Consolidator) observe(ctx context.Context) (Observed, error) {

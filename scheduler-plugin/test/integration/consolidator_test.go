@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,21 +36,8 @@ var kubeVirtCRDs = []string{
 func TestConsolidatorCreatesMigrations(t *testing.T) {
 	ctx := t.Context()
 	restConfig := apiServer(t)
-	paths := make([]string, len(kubeVirtCRDs))
-	for i, p := range kubeVirtCRDs {
-		paths[i] = filepath.FromSlash(p)
-	}
-	if _, err := envtest.InstallCRDs(restConfig, envtest.CRDInstallOptions{Paths: paths, ErrorIfPathMissing: true}); err != nil {
-		t.Fatalf("installing KubeVirt's CRDs: %v", err)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := kubevirtv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(restConfig, client.Options{Scheme: scheme})
+	installKubeVirtCRDs(t, restConfig)
+	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +129,31 @@ func TestConsolidatorCreatesMigrations(t *testing.T) {
 	if got := len(listMigrations(ctx, t, c, ns)); got != 1 {
 		t.Errorf("%d migrations after the second round, want still 1", got)
 	}
+}
+
+// installKubeVirtCRDs installs kubeVirtCRDs (again, if another test did: they are updated).
+func installKubeVirtCRDs(t *testing.T, restConfig *rest.Config) {
+	t.Helper()
+	paths := make([]string, len(kubeVirtCRDs))
+	for i, p := range kubeVirtCRDs {
+		paths[i] = filepath.FromSlash(p)
+	}
+	if _, err := envtest.InstallCRDs(restConfig, envtest.CRDInstallOptions{Paths: paths, ErrorIfPathMissing: true}); err != nil {
+		t.Fatalf("installing KubeVirt's CRDs: %v", err)
+	}
+}
+
+// consolidatorScheme has the kinds the consolidator reads and writes.
+func consolidatorScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := kubevirtv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
 }
 
 func listMigrations(ctx context.Context, t *testing.T, c client.Client, namespace string) []kubevirtv1.VirtualMachineInstanceMigration {
