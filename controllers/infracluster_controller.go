@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,8 +46,11 @@ const fullProbeEvery = 6
 // what it finds on the InfraCluster's status.
 type InfraClusterReconciler struct {
 	Client client.Client
-	// APIReader reads kubeconfig Secrets, which the manager does not cache.
+	// APIReader reads kubeconfig Secrets, whose data the manager does not cache.
 	APIReader client.Reader
+	// Cache is the manager's cache, which holds the metadata of Secrets (SetupWithManager watches
+	// it): the client reads Secrets from the API server, metadata included.
+	Cache client.Reader
 	// ManagementConfig reaches the management cluster: the Infra cluster of an InfraCluster without
 	// a kubeconfig Secret.
 	ManagementConfig *rest.Config
@@ -59,6 +63,17 @@ type InfraClusterReconciler struct {
 
 	probes  probeCounter
 	sweeper *sweeper
+	// kubeconfigsRead records, per InfraCluster, the version of its kubeconfig Secret that its
+	// connection was last checked against, so that a probe reads the Secret again only when the
+	// cached metadata says it changed.
+	kubeconfigsRead sync.Map // InfraCluster name → kubeconfigRead
+}
+
+// kubeconfigRead is the kubeconfig Secret version a connection was checked against.
+type kubeconfigRead struct {
+	uid             types.UID
+	resourceVersion string
+	identity        string
 }
 
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=infraclusters,verbs=get;list;watch;update;patch
@@ -97,6 +112,7 @@ func (r *InfraClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Client.Get(ctx, req.NamespacedName, ic); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Registry.Remove(req.Name)
+			r.kubeconfigsRead.Delete(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -227,8 +243,20 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 		return r.Registry.Ensure(ic.Name, r.ManagementConfig, "management")
 	}
 	ref := ic.Spec.KubeconfigSecretRef
-	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: r.ProviderNamespace, Name: ref.Name}
+	// Probes come every few seconds and the Secret rarely changes: the metadata the manager caches
+	// (the controller watches it) tells whether the connection was built from this version.
+	if c, ok := r.Registry.Lookup(ic.Name); ok {
+		if m, err := r.secretMetadata(ctx, key); err == nil {
+			if read, ok := r.kubeconfigsRead.Load(ic.Name); ok {
+				read := read.(kubeconfigRead)
+				if read.uid == m.UID && read.resourceVersion == m.ResourceVersion && sameIdentity(c, read.identity) {
+					return c, nil
+				}
+			}
+		}
+	}
+	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, key, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &reasonError{reason: infrav1.KubeconfigSecretNotFoundReason,
@@ -244,6 +272,7 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 	// (its owner reference, a label) is no reason to reconnect.
 	sum := sha256.Sum256(data)
 	identity := string(secret.UID) + "/" + hex.EncodeToString(sum[:8])
+	r.kubeconfigsRead.Store(ic.Name, kubeconfigRead{uid: secret.UID, resourceVersion: secret.ResourceVersion, identity: identity})
 	if c, ok := r.Registry.Lookup(ic.Name); ok && sameIdentity(c, identity) {
 		return c, nil
 	}
@@ -259,6 +288,17 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 }
 
 func sameIdentity(c *infra.Connection, identity string) bool { return c.Identity() == identity }
+
+// secretMetadata reads a Secret's metadata from the manager's cache (SetupWithManager watches the
+// metadata of Secrets): no request, and none of the Secret's data.
+func (r *InfraClusterReconciler) secretMetadata(ctx context.Context, key client.ObjectKey) (*metav1.PartialObjectMetadata, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Cache.Get(ctx, key, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
 
 // probeCounter numbers the probes of each Infra cluster, to make every fullProbeEvery-th one full, and
 // counts the probes that failed in a row.

@@ -36,6 +36,15 @@ func TestKubeconfigRotationSwitchesTheConnection(t *testing.T) {
 	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed(), "after rotation the connection reaches the API server of the new kubeconfig")
 	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(second)}, &corev1.Namespace{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "nothing goes to the old API server after rotation, got %v", err)
+
+	// The update replaced the Secret's owner references; the InfraCluster owns it again (from the
+	// cached metadata, with a metadata patch), so that clusterctl move carries it.
+	g.Eventually(func(g Gomega) {
+		got := &corev1.Secret{}
+		g.Expect(mgmt.Get(ctx, client.ObjectKeyFromObject(secret), got)).To(Succeed())
+		g.Expect(got.OwnerReferences).To(ContainElement(And(HaveField("Kind", "InfraCluster"), HaveField("Name", "rotating"))))
+		g.Expect(got.Data).To(Equal(secret.Data), "the owner patch leaves the kubeconfig as it is")
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 func TestBrokenKubeconfigIsAConditionNotACrash(t *testing.T) {

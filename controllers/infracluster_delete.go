@@ -27,8 +27,10 @@ func (r *InfraClusterReconciler) ownKubeconfigSecret(ctx context.Context, ic *in
 	if ref == nil || ic.UID == "" {
 		return nil
 	}
-	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.ProviderNamespace, Name: ref.Name}, secret); err != nil {
+	// The owner references are metadata: read and patched without the Secret's data, from the
+	// cache; a stale copy fails the patch's optimistic lock and the next probe tries again.
+	secret, err := r.secretMetadata(ctx, client.ObjectKey{Namespace: r.ProviderNamespace, Name: ref.Name})
+	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	for _, o := range secret.OwnerReferences {

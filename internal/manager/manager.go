@@ -165,6 +165,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, cfg *rest.Config, o
 	if err := (&controllers.InfraClusterReconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
+		Cache:             mgr.GetCache(),
 		ManagementConfig:  cfg,
 		ProviderNamespace: o.ProviderNamespace,
 		Registry:          registry,
