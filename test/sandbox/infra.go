@@ -29,7 +29,9 @@ type Infra struct {
 	sim       *kvsim.Simulator
 	metal3    *metal3sim.Simulator
 	nsDone    chan error
-	scheduler *schedulerProcess
+	scheduler *process
+	// consolidator is its nest-consolidator, with Options.Consolidate.
+	consolidator *process
 	// cancel stops the simulators and the namespace controller.
 	cancel context.CancelFunc
 
@@ -90,12 +92,23 @@ func (s *Sandbox) startInfra(ctx context.Context, i int, env *envtest.Environmen
 		cancel()
 		return nil, err
 	}
+	if s.opts.Consolidate != nil {
+		in.consolidator, err = startConsolidator(in.Kubeconfig, *s.opts.Consolidate, prefixWriter(s.opts.SchedulerLog, in.Name+" nest-consolidator: "))
+		if err != nil {
+			_ = in.scheduler.stop()
+			cancel()
+			return nil, err
+		}
+	}
 	return in, nil
 }
 
 // stop stops the scheduler and the simulators; the API server is stopped with the others.
 func (in *Infra) stop() error {
 	var errs []error
+	if in.consolidator != nil {
+		errs = append(errs, in.consolidator.stop())
+	}
 	if in.scheduler != nil {
 		errs = append(errs, in.scheduler.stop())
 	}

@@ -86,6 +86,9 @@ type Options struct {
 	SchedulerLog io.Writer
 	// NestScheduler is the nest-scheduler binary; default <repo>/bin/nest-scheduler.
 	NestScheduler string
+	// Consolidate, when set, runs a nest-consolidator beside nest-scheduler in every Infra cluster
+	// (its output goes to SchedulerLog); nil runs none, as a default installation does.
+	Consolidate *ConsolidatorOptions
 	// Clusterctl is the clusterctl binary; default <repo>/bin/clusterctl.
 	Clusterctl string
 }
@@ -138,6 +141,10 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.NestScheduler == "" {
 		o.NestScheduler = filepath.Join(envtest.RepoRoot(), "bin", "nest-scheduler")
+	}
+	if o.Consolidate != nil {
+		c := o.Consolidate.withDefaults()
+		o.Consolidate = &c
 	}
 	if o.Clusterctl == "" {
 		o.Clusterctl = filepath.Join(envtest.RepoRoot(), "bin", "clusterctl")

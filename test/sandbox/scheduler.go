@@ -1,14 +1,10 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -59,19 +55,9 @@ func schedulerConfig(kubeconfig string) ([]byte, error) {
 	return yaml.Marshal(cfg)
 }
 
-// schedulerProcess is one nest-scheduler subprocess.
-type schedulerProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
 // startScheduler runs bin/nest-scheduler against the Infra cluster whose kubeconfig is at
 // kubeconfig, writing its configuration into dir.
-func startScheduler(binary, dir, kubeconfig string, out io.Writer) (*schedulerProcess, error) {
-	if _, err := os.Stat(binary); err != nil {
-		return nil, fmt.Errorf("no nest-scheduler at %s: run 'make -C scheduler-plugin build': %w", binary, err)
-	}
+func startScheduler(binary, dir, kubeconfig string, out io.Writer) (*process, error) {
 	cfg, err := schedulerConfig(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -80,44 +66,10 @@ func startScheduler(binary, dir, kubeconfig string, out io.Writer) (*schedulerPr
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return nil, fmt.Errorf("writing the scheduler configuration: %w", err)
 	}
-	cmd := exec.Command(binary,
-		"--config="+path,
+	return startProcess("nest-scheduler", binary, "make -C scheduler-plugin build", []string{
+		"--config=" + path,
 		// No serving: three schedulers share this machine's ports, and nothing probes them.
 		"--secure-port=0",
 		"--v=1",
-	)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Killed with the sandbox even if the sandbox itself is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", binary, err)
-	}
-	p := &schedulerProcess{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// Exited is closed when the process has exited.
-func (p *schedulerProcess) Exited() <-chan struct{} { return p.done }
-
-// stop terminates the scheduler and waits for it.
-func (p *schedulerProcess) stop() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stopping nest-scheduler (pid %d): %w", p.cmd.Process.Pid, err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	return nil
+	}, out)
 }

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -220,15 +221,25 @@ const launcherSuffixAlphabet = "bcdfghjklmnpqrstvwxz2456789"
 // API server generate the suffix; the simulator derives it from the VMI's UID so that a retried create
 // after a lost response cannot make a second pod.
 func LauncherPodName(vmi *kubevirtv1.VirtualMachineInstance) string {
+	return launcherPodName(vmi.Name, vmi.UID)
+}
+
+// MigrationTargetPodName is the name of the target virt-launcher pod of migration migrationUID of vmi: a
+// launcher name whose suffix comes from the migration.
+func MigrationTargetPodName(vmi *kubevirtv1.VirtualMachineInstance, migrationUID types.UID) string {
+	return launcherPodName(vmi.Name, migrationUID)
+}
+
+func launcherPodName(vmiName string, uid types.UID) string {
 	h := fnv.New64a()
-	_, _ = h.Write([]byte(vmi.UID))
+	_, _ = h.Write([]byte(uid))
 	sum := h.Sum64()
 	suffix := make([]byte, 5)
 	for i := range suffix {
 		suffix[i] = launcherSuffixAlphabet[sum%uint64(len(launcherSuffixAlphabet))]
 		sum /= uint64(len(launcherSuffixAlphabet))
 	}
-	prefix := "virt-launcher-" + vmi.Name
+	prefix := "virt-launcher-" + vmiName
 	// generateName prefixes are cut so that the name fits in 63 characters.
 	if len(prefix) > 57 {
 		prefix = prefix[:57]
@@ -291,6 +302,60 @@ func LauncherPod(vmi *kubevirtv1.VirtualMachineInstance, image string) *corev1.P
 			TerminationGracePeriodSeconds: ptr.To(ptr.Deref(spec.TerminationGracePeriodSeconds, 30) + 15),
 		},
 	}
+}
+
+// CurrentLauncherPodName names the launcher pod that runs vmi now: the target of its last migration once
+// that completed, the source of a migration that did not (yet), else the pod the VMI started in.
+func CurrentLauncherPodName(vmi *kubevirtv1.VirtualMachineInstance) string {
+	if m := vmi.Status.MigrationState; m != nil {
+		if m.Completed && !m.Failed && m.TargetPod != "" {
+			return m.TargetPod
+		}
+		if m.SourcePod != "" {
+			return m.SourcePod
+		}
+	}
+	return LauncherPodName(vmi)
+}
+
+// MigrationTargetPod is the target virt-launcher pod of migration m of vmi as virt-controller creates
+// it: vmi's LauncherPod with the kubevirt.io/migrationJobUID label and kubevirt.io/migrationJobName
+// annotation, the migration's addedNodeSelector merged into the node selector (the VMI's own values
+// win: addedNodeSelector can narrow the placement, not widen it), and a required pod anti-affinity on
+// kubernetes.io/hostname against the pods of the VMI (kubevirt.io/created-by), which keeps the target
+// off the node the VM runs on.
+func MigrationTargetPod(vmi *kubevirtv1.VirtualMachineInstance, m *kubevirtv1.VirtualMachineInstanceMigration, image string) *corev1.Pod {
+	pod := LauncherPod(vmi, image)
+	pod.Name = MigrationTargetPodName(vmi, m.UID)
+	pod.Labels[kubevirtv1.MigrationJobLabel] = string(m.UID)
+	pod.Annotations[kubevirtv1.MigrationJobNameAnnotation] = m.Name
+	for k, v := range m.Spec.AddedNodeSelector {
+		if _, ok := pod.Spec.NodeSelector[k]; !ok {
+			pod.Spec.NodeSelector[k] = v
+		}
+	}
+	affinity := &corev1.Affinity{}
+	if pod.Spec.Affinity != nil {
+		affinity = pod.Spec.Affinity.DeepCopy()
+	}
+	if affinity.PodAntiAffinity == nil {
+		affinity.PodAntiAffinity = &corev1.PodAntiAffinity{}
+	}
+	affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution = append(affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution,
+		corev1.PodAffinityTerm{
+			LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: kubevirtv1.CreatedByLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{string(vmi.UID)},
+			}}},
+			TopologyKey: corev1.LabelHostname,
+		})
+	pod.Spec.Affinity = affinity
+	return pod
+}
+
+// isMigrationTarget reports whether a pod is the target launcher of a migration.
+func isMigrationTarget(p client.Object) bool {
+	_, ok := p.GetLabels()[kubevirtv1.MigrationJobLabel]
+	return ok
 }
 
 // isLauncher reports whether a pod is a virt-launcher pod.

@@ -126,3 +126,56 @@ func TestLauncherPodCarriesKubeVirtsLabelsOwnerAndPlacement(t *testing.T) {
 	long.Name = "a-very-long-virtual-machine-instance-name-that-goes-on-and-on"
 	g.Expect(len(LauncherPodName(long))).To(BeNumerically("<=", 63), "pod names stay valid labels")
 }
+
+func TestMigrationTargetPodNarrowsPlacementAndAvoidsTheVMsNode(t *testing.T) {
+	g := NewWithT(t)
+	vmi := &kubevirtv1.VirtualMachineInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: "cp-0", Namespace: "tenant", UID: "1234"},
+		Spec: *spec(2, "4Gi", func(s *kubevirtv1.VirtualMachineInstanceSpec) {
+			s.NodeSelector = map[string]string{"zone": "a"}
+			s.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: "zone"}},
+			}}
+		}),
+	}
+	m := &kubevirtv1.VirtualMachineInstanceMigration{
+		ObjectMeta: metav1.ObjectMeta{Name: "move", Namespace: "tenant", UID: "5678"},
+		Spec:       kubevirtv1.VirtualMachineInstanceMigrationSpec{VMIName: "cp-0", AddedNodeSelector: map[string]string{corev1.LabelHostname: "node-2", "zone": "b"}},
+	}
+	pod := MigrationTargetPod(vmi, m, "launcher:v1")
+	g.Expect(pod.Name).NotTo(Equal(LauncherPodName(vmi)))
+	g.Expect(pod.Name).To(Equal(MigrationTargetPodName(vmi, m.UID)))
+	g.Expect(pod.Labels).To(HaveKeyWithValue(kubevirtv1.MigrationJobLabel, "5678"))
+	g.Expect(pod.Labels).To(HaveKeyWithValue(kubevirtv1.CreatedByLabel, "1234"))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue(kubevirtv1.MigrationJobNameAnnotation, "move"))
+	g.Expect(pod.Spec.NodeSelector).To(Equal(map[string]string{
+		"zone": "a", corev1.LabelHostname: "node-2", SchedulableLabel: "true",
+	}), "the VMI's own selector wins a collision")
+	terms := pod.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	g.Expect(terms).To(HaveLen(2))
+	g.Expect(terms[1].TopologyKey).To(Equal(corev1.LabelHostname))
+	g.Expect(terms[1].LabelSelector.MatchExpressions).To(ConsistOf(metav1.LabelSelectorRequirement{
+		Key: kubevirtv1.CreatedByLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"1234"},
+	}))
+	g.Expect(vmi.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution).To(HaveLen(1), "the VMI is not changed")
+
+	// The source launcher, running on node-1, keeps the target off it.
+	source := LauncherPod(vmi, "launcher:v1")
+	source.Spec.NodeName = "node-1"
+	node := func(name string) *corev1.Node {
+		return &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, "zone": "a", SchedulableLabel: "true"}},
+			Status: corev1.NodeStatus{
+				Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+				Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110"), KVMDevice: resource.MustParse("100"), TunDevice: resource.MustParse("100"), VhostNetDevice: resource.MustParse("100"), corev1.ResourceEphemeralStorage: resource.MustParse("100Gi")},
+			},
+		}
+	}
+	pod.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution = terms[1:]
+	pod.Spec.NodeSelector = map[string]string{SchedulableLabel: "true"}
+	got, why := FirstFit(pod, []NodePods{{Node: node("node-1"), Pods: []*corev1.Pod{source}}})
+	g.Expect(got).To(BeEmpty())
+	g.Expect(why).To(ContainSubstring("didn't match pod anti-affinity rules"))
+	got, _ = FirstFit(pod, []NodePods{{Node: node("node-1"), Pods: []*corev1.Pod{source}}, {Node: node("node-2")}})
+	g.Expect(got).To(Equal("node-2"))
+}

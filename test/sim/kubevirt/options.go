@@ -16,7 +16,9 @@ const (
 	//   - FailErrImagePull, FailImagePullBackOff: the launcher's compute container waits with that
 	//     reason, the VMI never runs, the VM's printableStatus says so;
 	//   - FailDataVolumeError: the VM's DataVolumes fail to import (phase Failed), the VM's
-	//     printableStatus is DataVolumeError and no VMI is created.
+	//     printableStatus is DataVolumeError and no VMI is created;
+	//   - FailMigration (on a VirtualMachineInstanceMigration, its VMI or VM): the migration fails once
+	//     it runs, the target pod goes and the VM stays on its source node.
 	// Removing the annotation lets the VM recover.
 	FailAnnotation = "sim.nest.dev/fail"
 	// BootDelayAnnotation overrides Options.BootDelay for one VM (a Go duration: "5s").
@@ -30,7 +32,12 @@ const (
 	FailErrImagePull     = string(kubevirtv1.VirtualMachineStatusErrImagePull)
 	FailImagePullBackOff = string(kubevirtv1.VirtualMachineStatusImagePullBackOff)
 	FailDataVolumeError  = string(kubevirtv1.VirtualMachineStatusDataVolumeError)
+	FailMigration        = "MigrationFailed"
 )
+
+// DefaultMigrationPendingTimeout is virt-controller's default time for a migration's target pod to stay
+// unschedulable before the migration fails (5 minutes; other pending reasons get 15).
+const DefaultMigrationPendingTimeout = 5 * time.Minute
 
 // VMIHook is called with a VirtualMachineInstance as the simulator sees it. Hooks run inside a
 // reconcile: an error is logged and the hook is called again with backoff, so a hook must be idempotent
@@ -46,6 +53,12 @@ type Options struct {
 	BootDelay time.Duration
 	// ImportDelay is the time a DataVolume takes to import or clone (progress is reported in quarters).
 	ImportDelay time.Duration
+	// MigrationDelay is the time a live migration takes from its target pod running to the VM running
+	// there (the migration's Running phase).
+	MigrationDelay time.Duration
+	// MigrationPendingTimeout is how long a migration's target pod may stay unschedulable before the
+	// migration fails; default DefaultMigrationPendingTimeout.
+	MigrationPendingTimeout time.Duration
 	// SelfSchedule makes the simulator bind launcher pods itself (first fit, see FirstFit) instead of
 	// waiting for a kube-scheduler. Use it when no scheduler runs against the Infra API server.
 	SelfSchedule bool
@@ -70,6 +83,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
+	}
+	if o.MigrationPendingTimeout <= 0 {
+		o.MigrationPendingTimeout = DefaultMigrationPendingTimeout
 	}
 	if o.LauncherImage == "" {
 		o.LauncherImage = defaultLauncherImage

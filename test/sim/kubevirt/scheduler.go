@@ -28,10 +28,20 @@ import (
 type scheduler struct {
 	s *Simulator
 
-	mu      sync.Mutex
-	pods    map[types.UID]*boundPod
-	pending map[types.NamespacedName]struct{} // VMIs whose launcher pod fits nowhere yet
+	mu   sync.Mutex
+	pods map[types.UID]*boundPod
+	// pending are the objects whose pod fits nowhere yet, by the controller that retries them: VMIs
+	// waiting with their launcher pod, migrations with their target pod.
+	pending map[waiter]map[types.NamespacedName]struct{}
 }
+
+// waiter names a controller whose objects wait for room: each has its own queue to retry them in.
+type waiter string
+
+const (
+	waiterVMI       waiter = "vmi"
+	waiterMigration waiter = "migration"
+)
 
 // boundPod is a pod that holds resources on a node.
 type boundPod struct {
@@ -47,7 +57,9 @@ type boundPod struct {
 const assumeTimeout = time.Minute
 
 func newScheduler(s *Simulator) *scheduler {
-	return &scheduler{s: s, pods: map[types.UID]*boundPod{}, pending: map[types.NamespacedName]struct{}{}}
+	return &scheduler{s: s, pods: map[types.UID]*boundPod{}, pending: map[waiter]map[types.NamespacedName]struct{}{
+		waiterVMI: {}, waiterMigration: {},
+	}}
 }
 
 // watchPods feeds the pod table from the manager's pod informer.
@@ -94,9 +106,10 @@ func (sc *scheduler) observe(obj any) {
 }
 
 // schedule binds pod to the first node it fits on and returns the node, or returns "" and why no node
-// fits. vmi is remembered as pending in that case, to be retried when nodes change or pods go away.
-func (sc *scheduler) schedule(ctx context.Context, pod *corev1.Pod, vmi types.NamespacedName) (string, string, error) {
-	node, msg, err := sc.decide(ctx, pod, vmi)
+// fits. obj (of controller w) is remembered as pending in that case, to be retried when nodes change or
+// pods go away.
+func (sc *scheduler) schedule(ctx context.Context, pod *corev1.Pod, w waiter, obj types.NamespacedName) (string, string, error) {
+	node, msg, err := sc.decide(ctx, pod, w, obj)
 	if err != nil || node == "" {
 		return node, msg, err
 	}
@@ -115,7 +128,7 @@ func (sc *scheduler) schedule(ctx context.Context, pod *corev1.Pod, vmi types.Na
 	return node, "", nil
 }
 
-func (sc *scheduler) decide(ctx context.Context, pod *corev1.Pod, vmi types.NamespacedName) (string, string, error) {
+func (sc *scheduler) decide(ctx context.Context, pod *corev1.Pod, w waiter, obj types.NamespacedName) (string, string, error) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	nodes := &corev1.NodeList{}
@@ -144,64 +157,65 @@ func (sc *scheduler) decide(ctx context.Context, pod *corev1.Pod, vmi types.Name
 	}
 	node, msg := FirstFit(pod, infos)
 	if node == "" {
-		sc.pending[vmi] = struct{}{}
+		sc.pending[w][obj] = struct{}{}
 		return "", msg, nil
 	}
-	delete(sc.pending, vmi)
+	delete(sc.pending[w], obj)
 	assumed := pod.DeepCopy()
 	assumed.Spec.NodeName = node
 	sc.pods[pod.UID] = &boundPod{pod: assumed, req: podMilli(assumed), assumed: true, at: time.Now()}
 	return node, "", nil
 }
 
-// pendingRequests are reconcile requests for every VMI waiting for room.
-func (sc *scheduler) pendingRequests() []reconcile.Request {
+// pendingRequests are reconcile requests for every object of w waiting for room.
+func (sc *scheduler) pendingRequests(w waiter) []reconcile.Request {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	reqs := make([]reconcile.Request, 0, len(sc.pending))
-	for k := range sc.pending {
+	reqs := make([]reconcile.Request, 0, len(sc.pending[w]))
+	for k := range sc.pending[w] {
 		reqs = append(reqs, reconcile.Request{NamespacedName: k})
 	}
 	return reqs
 }
 
-func (sc *scheduler) forget(vmi types.NamespacedName) {
+func (sc *scheduler) forget(w waiter, obj types.NamespacedName) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	delete(sc.pending, vmi)
+	delete(sc.pending[w], obj)
 }
 
-func (sc *scheduler) enqueuePending(q simkit.Queue) {
-	for _, r := range sc.pendingRequests() {
+func (sc *scheduler) enqueuePending(w waiter, q simkit.Queue) {
+	for _, r := range sc.pendingRequests(w) {
 		q.Add(r)
 	}
 }
 
-// nodeHandler retries pending VMIs when a node appears or changes in a way that can make room.
-func (sc *scheduler) nodeHandler() handler.EventHandler {
+// nodeHandler retries the pending objects of w when a node appears or changes in a way that can make
+// room.
+func (sc *scheduler) nodeHandler(w waiter) handler.EventHandler {
 	return handler.Funcs{
-		CreateFunc: func(_ context.Context, _ event.CreateEvent, q simkit.Queue) { sc.enqueuePending(q) },
+		CreateFunc: func(_ context.Context, _ event.CreateEvent, q simkit.Queue) { sc.enqueuePending(w, q) },
 		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q simkit.Queue) {
 			o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
 			if nodeReady(o) != nodeReady(n) || o.Spec.Unschedulable != n.Spec.Unschedulable ||
 				!equality.Semantic.DeepEqual(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
 				!equality.Semantic.DeepEqual(o.Status.Allocatable, n.Status.Allocatable) {
-				sc.enqueuePending(q)
+				sc.enqueuePending(w, q)
 			}
 		},
 	}
 }
 
-// podFreedHandler retries pending VMIs when a pod stops holding resources.
-func (sc *scheduler) podFreedHandler() handler.EventHandler {
+// podFreedHandler retries the pending objects of w when a pod stops holding resources.
+func (sc *scheduler) podFreedHandler(w waiter) handler.EventHandler {
 	return handler.Funcs{
 		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q simkit.Queue) {
 			o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
 			if !podTerminal(o) && podTerminal(n) {
-				sc.enqueuePending(q)
+				sc.enqueuePending(w, q)
 			}
 		},
-		DeleteFunc: func(_ context.Context, _ event.DeleteEvent, q simkit.Queue) { sc.enqueuePending(q) },
+		DeleteFunc: func(_ context.Context, _ event.DeleteEvent, q simkit.Queue) { sc.enqueuePending(w, q) },
 	}
 }
 

@@ -31,9 +31,10 @@ type Simulator struct {
 	client    client.Client
 	apiReader client.Reader
 
-	// vmStatus, vmiStatus and dvStatus say whether VirtualMachine, VirtualMachineInstance and
-	// DataVolume have a status subresource on this API server.
-	vmStatus, vmiStatus, dvStatus bool
+	// vmStatus, vmiStatus, dvStatus and migrationStatus say whether VirtualMachine,
+	// VirtualMachineInstance, DataVolume and VirtualMachineInstanceMigration have a status subresource
+	// on this API server.
+	vmStatus, vmiStatus, dvStatus, migrationStatus bool
 
 	sched *scheduler
 	// podIPs and secondaryIPs hand out 10.<ID>.x.y and 10.<ID+128>.x.y.
@@ -94,7 +95,7 @@ func (s *Simulator) CacheOptions() cache.Options {
 func (s *Simulator) Watched() []client.Object {
 	return []client.Object{
 		&kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{}, &cdiv1beta1.DataVolume{},
-		&corev1.Pod{}, &corev1.Node{}, secretMetadata(),
+		&kubevirtv1.VirtualMachineInstanceMigration{}, &corev1.Pod{}, &corev1.Node{}, secretMetadata(),
 	}
 }
 
@@ -114,6 +115,9 @@ func (s *Simulator) SetupWithManager(ctx context.Context, mgr manager.Manager) e
 	if s.dvStatus, err = simkit.HasStatusSubresource(mgr.GetConfig(), cdiv1beta1.SchemeGroupVersion.String(), "datavolumes"); err != nil {
 		return err
 	}
+	if s.migrationStatus, err = simkit.HasStatusSubresource(mgr.GetConfig(), kubevirtv1.GroupVersion.String(), "virtualmachineinstancemigrations"); err != nil {
+		return err
+	}
 	if err := s.setupIndexes(ctx, mgr); err != nil {
 		return err
 	}
@@ -123,7 +127,7 @@ func (s *Simulator) SetupWithManager(ctx context.Context, mgr manager.Manager) e
 		}
 	}
 	for _, setup := range []func(manager.Manager) error{
-		s.setupVMController, s.setupVMIController, s.setupDataVolumeController, s.setupGarbageCollector,
+		s.setupVMController, s.setupVMIController, s.setupMigrationController, s.setupDataVolumeController, s.setupGarbageCollector,
 	} {
 		if err := setup(mgr); err != nil {
 			return err
@@ -164,6 +168,11 @@ func (s *Simulator) setupIndexes(ctx context.Context, mgr manager.Manager) error
 		return ips
 	}); err != nil {
 		return fmt.Errorf("indexing VMIs by IP: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &kubevirtv1.VirtualMachineInstanceMigration{}, indexMigrationVMI, func(o client.Object) []string {
+		return []string{o.(*kubevirtv1.VirtualMachineInstanceMigration).Spec.VMIName}
+	}); err != nil {
+		return fmt.Errorf("indexing migrations by VMI: %w", err)
 	}
 	return nil
 }

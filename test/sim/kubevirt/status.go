@@ -130,6 +130,8 @@ func printableStatus(obs vmObservation) kubevirtv1.VirtualMachinePrintableStatus
 		return kubevirtv1.VirtualMachineStatusTerminating
 	case vmi != nil && vmi.DeletionTimestamp != nil:
 		return kubevirtv1.VirtualMachineStatusStopping
+	case vmi != nil && migrating(vmi):
+		return kubevirtv1.VirtualMachineStatusMigrating
 	case obs.dataVolumeError != "":
 		return kubevirtv1.VirtualMachineStatusDataVolumeError
 	case vmi == nil && obs.missingPVC != "":
@@ -154,6 +156,12 @@ func printableStatus(obs vmObservation) kubevirtv1.VirtualMachinePrintableStatus
 		return kubevirtv1.VirtualMachineStatusStopped
 	}
 	return kubevirtv1.VirtualMachineStatusStarting
+}
+
+// migrating reports whether a live migration of vmi has started and not ended.
+func migrating(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	m := vmi.Status.MigrationState
+	return m != nil && m.StartTimestamp != nil && !m.Completed && !m.Failed
 }
 
 func waitingReason(pod *corev1.Pod) string {

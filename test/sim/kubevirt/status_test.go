@@ -107,6 +107,10 @@ func TestPrintableStatus(t *testing.T) {
 	stopping.DeletionTimestamp = &now
 	unschedulable := vmi(kubevirtv1.Scheduling)
 	unschedulable.Status.Conditions = []kubevirtv1.VirtualMachineInstanceCondition{{Type: "PodScheduled", Status: corev1.ConditionFalse, Reason: "Unschedulable"}}
+	moving := vmi(kubevirtv1.Running)
+	moving.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: &now}
+	moved := vmi(kubevirtv1.Running)
+	moved.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{StartTimestamp: &now, EndTimestamp: &now, Completed: true}
 	pulling := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
 		Name: ComputeContainer, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}},
 	}}}}
@@ -125,6 +129,8 @@ func TestPrintableStatus(t *testing.T) {
 		{"unschedulable", vmObservation{vm: vm(kubevirtv1.RunStrategyAlways), vmi: unschedulable}, kubevirtv1.VirtualMachineStatusUnschedulable},
 		{"image pull", vmObservation{vm: vm(kubevirtv1.RunStrategyAlways), vmi: vmi(kubevirtv1.Scheduling), pod: pulling}, kubevirtv1.VirtualMachineStatusImagePullBackOff},
 		{"running", vmObservation{vm: vm(kubevirtv1.RunStrategyAlways), vmi: vmi(kubevirtv1.Running)}, kubevirtv1.VirtualMachineStatusRunning},
+		{"migrating", vmObservation{vm: vm(kubevirtv1.RunStrategyAlways), vmi: moving}, kubevirtv1.VirtualMachineStatusMigrating},
+		{"migrated", vmObservation{vm: vm(kubevirtv1.RunStrategyAlways), vmi: moved}, kubevirtv1.VirtualMachineStatusRunning},
 		{"VMI going", vmObservation{vm: vm(kubevirtv1.RunStrategyHalted), vmi: stopping}, kubevirtv1.VirtualMachineStatusStopping},
 		{"VM going", vmObservation{vm: deleting, vmi: vmi(kubevirtv1.Running)}, kubevirtv1.VirtualMachineStatusTerminating},
 	}

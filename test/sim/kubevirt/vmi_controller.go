@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,8 +41,8 @@ func (s *Simulator) setupVMIController(mgr manager.Manager) error {
 			builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
 		WithOptions(simkit.ControllerOptions(s.opts.Concurrency))
 	if s.sched != nil {
-		b = b.Watches(&corev1.Node{}, s.sched.nodeHandler()).
-			Watches(&corev1.Pod{}, s.sched.podFreedHandler())
+		b = b.Watches(&corev1.Node{}, s.sched.nodeHandler(waiterVMI)).
+			Watches(&corev1.Pod{}, s.sched.podFreedHandler(waiterVMI))
 	}
 	return b.Complete(reconcile.Func(s.reconcileVMI))
 }
@@ -57,7 +56,7 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 	if err := s.client.Get(ctx, req.NamespacedName, vmi); err != nil {
 		if apierrors.IsNotFound(err) {
 			if s.sched != nil {
-				s.sched.forget(req.NamespacedName)
+				s.sched.forget(waiterVMI, req.NamespacedName)
 			}
 			return reconcile.Result{}, nil
 		}
@@ -72,6 +71,8 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 		if err := simkit.Patch(ctx, s.client, orig, vmi, true); err != nil {
 			return reconcile.Result{}, fmt.Errorf("adding the VMI finalizer: %w", err)
 		}
+		// The status is written over the resourceVersion read: carry on from the update's event.
+		return reconcile.Result{}, nil
 	}
 	if vmiFinished(vmi) {
 		return reconcile.Result{}, nil
@@ -110,6 +111,10 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 		return reconcile.Result{}, s.failVMI(ctx, vmi, kubevirtv1.PodTerminatingReason, "virt-launcher pod is terminating")
 	case pod.Status.Phase == corev1.PodFailed:
 		return reconcile.Result{}, s.failVMI(ctx, vmi, "PodFailed", "virt-launcher pod failed")
+	case pod.Status.Phase == corev1.PodSucceeded:
+		// The simulator ends a launcher only once its VM has migrated away; the VMI in the cache can be
+		// older than that move. Starting the pod again would run the VM twice.
+		return reconcile.Result{}, nil
 	}
 
 	if pod.Spec.NodeName == "" {
@@ -124,7 +129,7 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 			}
 			return reconcile.Result{}, s.writeVMI(ctx, vmi, upd)
 		}
-		node, why, err := s.sched.schedule(ctx, pod, req.NamespacedName)
+		node, why, err := s.sched.schedule(ctx, pod, waiterVMI, req.NamespacedName)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -185,27 +190,34 @@ func (s *Simulator) ownerVM(ctx context.Context, vmi *kubevirtv1.VirtualMachineI
 	return vm
 }
 
-// launcherPodOf is vmi's launcher pod from the cache, or nil.
+// launcherPodOf is vmi's current launcher pod (see CurrentLauncherPodName) from the cache, or nil. After
+// a migration the VMI has other launcher pods: the source's, finished, and failed migrations' targets.
 func (s *Simulator) launcherPodOf(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (*corev1.Pod, error) {
-	pods := &corev1.PodList{}
-	if err := s.client.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingFields{indexOwnerUID: string(vmi.UID)}); err != nil {
-		return nil, fmt.Errorf("listing the launcher pods of VMI %s: %w", vmi.Name, err)
+	pod := &corev1.Pod{}
+	err := s.client.Get(ctx, types.NamespacedName{Namespace: vmi.Namespace, Name: CurrentLauncherPodName(vmi)}, pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("getting the launcher pod of VMI %s: %w", vmi.Name, err)
+	case !isLauncher(pod) || pod.Labels[kubevirtv1.CreatedByLabel] != string(vmi.UID):
+		return nil, nil
 	}
-	for i := range pods.Items {
-		if isLauncher(&pods.Items[i]) {
-			return &pods.Items[i], nil
-		}
-	}
-	return nil, nil
+	return pod, nil
 }
 
-// launcherPodGone asks the API server whether vmi has no launcher pod.
+// launcherPodGone asks the API server whether vmi's current launcher pod is gone.
 func (s *Simulator) launcherPodGone(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (bool, error) {
-	pods := &corev1.PodList{}
-	if err := s.apiReader.List(ctx, pods, client.InNamespace(vmi.Namespace), client.MatchingLabels{kubevirtv1.CreatedByLabel: string(vmi.UID)}); err != nil {
-		return false, fmt.Errorf("listing the launcher pods of VMI %s: %w", vmi.Name, err)
+	pod := &metav1.PartialObjectMetadata{}
+	pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	err := s.apiReader.Get(ctx, types.NamespacedName{Namespace: vmi.Namespace, Name: CurrentLauncherPodName(vmi)}, pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("getting the launcher pod of VMI %s: %w", vmi.Name, err)
 	}
-	return !slices.ContainsFunc(pods.Items, func(p corev1.Pod) bool { return isLauncher(&p) }), nil
+	return !isLauncher(pod) || pod.Labels[kubevirtv1.CreatedByLabel] != string(vmi.UID), nil
 }
 
 // createLauncherPod creates vmi's launcher pod and returns it, or nil when it exists already (the cache
@@ -422,16 +434,15 @@ func (s *Simulator) volumeAccessModes(ctx context.Context, namespace string, v k
 }
 
 // writeVMI writes what changed from orig to upd: the status (through the status subresource when there
-// is one) and the node label.
+// is one) and the node and migration target labels. The status is written only over orig's
+// resourceVersion: the VMI and migration controllers both write it whole, and one of them working from
+// an older VMI would undo the other's write (a migration state lost, a VMI moved back).
 func (s *Simulator) writeVMI(ctx context.Context, orig, upd *kubevirtv1.VirtualMachineInstance) error {
-	var ops []simkit.JSONPatchOp
-	if node, ok := upd.Labels[kubevirtv1.NodeNameLabel]; ok && orig.Labels[kubevirtv1.NodeNameLabel] != node {
-		ops = append(ops, simkit.SetLabelOp(orig, kubevirtv1.NodeNameLabel, node))
-	}
+	ops := labelOps(orig, upd, kubevirtv1.NodeNameLabel, kubevirtv1.MigrationTargetNodeNameLabel)
 	if equality.Semantic.DeepEqual(orig.Status, upd.Status) && len(ops) == 0 {
 		return nil
 	}
-	if err := simkit.WriteStatus(ctx, s.client, orig, upd.Status, s.vmiStatus, ops...); err != nil && !apierrors.IsNotFound(err) {
+	if err := simkit.WriteStatusLocked(ctx, s.client, orig, upd.Status, s.vmiStatus, ops...); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating VMI %s: %w", orig.Name, err)
 	}
 	return nil
@@ -486,7 +497,7 @@ func (s *Simulator) finalizeVMI(ctx context.Context, vmi *kubevirtv1.VirtualMach
 	s.clock.Forget(vmi.UID)
 	s.hooked.Delete(vmi.UID)
 	if s.sched != nil {
-		s.sched.forget(client.ObjectKeyFromObject(vmi))
+		s.sched.forget(waiterVMI, client.ObjectKeyFromObject(vmi))
 	}
 	return nil
 }

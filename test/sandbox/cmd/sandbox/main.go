@@ -46,6 +46,7 @@ func run() error {
 		timeout       = flag.Duration("timeout", 5*time.Minute, "with --until-ready: how long the tenant may take to be ready")
 		healthCheck   = flag.Bool("health-check", true, "add a MachineHealthCheck for the tenant control plane")
 		logFile       = flag.String("log-file", "", "write the controllers' and simulators' logs (and nest-scheduler's output) to this file")
+		consolidate   = flag.Bool("consolidate", false, "run bin/nest-consolidator (--interval 10s --max-in-flight 2) beside nest-scheduler in every Infra cluster")
 	)
 	flag.Parse()
 
@@ -78,6 +79,10 @@ func run() error {
 	}
 	fmt.Printf("sandbox: tenant %s/%s, flavor %s, %d worker(s); %d nodes per Infra cluster; boot delay %s\n",
 		*namespace, *name, *flavor, *workers, *nodesPerInfra, *bootDelay)
+	var consolidator *sandbox.ConsolidatorOptions
+	if *consolidate {
+		consolidator = &sandbox.ConsolidatorOptions{}
+	}
 	sb, err := sandbox.Start(ctx, sandbox.Options{
 		NodesPerInfra: *nodesPerInfra,
 		HostsPerInfra: hosts,
@@ -86,6 +91,7 @@ func run() error {
 		Progress:      os.Stdout,
 		Log:           log,
 		SchedulerLog:  logOut,
+		Consolidate:   consolidator,
 	})
 	if err != nil {
 		return err

@@ -23,8 +23,17 @@ func SetLabelOp(obj client.Object, key, value string) JSONPatchOp {
 	if obj.GetLabels() == nil {
 		return JSONPatchOp{Op: "add", Path: "/metadata/labels", Value: map[string]string{key: value}}
 	}
-	escaped := strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
-	return JSONPatchOp{Op: "add", Path: "/metadata/labels/" + escaped, Value: value}
+	return JSONPatchOp{Op: "add", Path: "/metadata/labels/" + EscapePointer(key), Value: value}
+}
+
+// RemoveLabelOp removes one label of obj, which must have it.
+func RemoveLabelOp(key string) JSONPatchOp {
+	return JSONPatchOp{Op: "remove", Path: "/metadata/labels/" + EscapePointer(key)}
+}
+
+// EscapePointer escapes a map key for a JSON pointer (RFC 6901).
+func EscapePointer(key string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
 }
 
 // WriteStatus replaces obj's status with status, through the status subresource when subresource is set,
@@ -32,7 +41,20 @@ func SetLabelOp(obj client.Object, key, value string) JSONPatchOp {
 // Only the status is encoded and only metadata is read back: status writes are most of what a simulator
 // sends, and it learns the result from its watches anyway.
 func WriteStatus(ctx context.Context, c client.Client, obj client.Object, status any, subresource bool, ops ...JSONPatchOp) error {
-	all := []JSONPatchOp{{Op: "add", Path: "/status", Value: status}}
+	return writeStatus(ctx, c, obj, status, subresource, nil, ops)
+}
+
+// WriteStatusLocked is WriteStatus only while obj is at the resourceVersion it was read at: the patch
+// sets it, which the API server takes as a precondition and answers with a Conflict when another write
+// came first. Two controllers that both replace an object's whole status (the VMI's) need it, or one
+// overwrites what the other wrote.
+func WriteStatusLocked(ctx context.Context, c client.Client, obj client.Object, status any, subresource bool, ops ...JSONPatchOp) error {
+	lock := []JSONPatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: obj.GetResourceVersion()}}
+	return writeStatus(ctx, c, obj, status, subresource, lock, ops)
+}
+
+func writeStatus(ctx context.Context, c client.Client, obj client.Object, status any, subresource bool, lock, ops []JSONPatchOp) error {
+	all := append(lock, JSONPatchOp{Op: "add", Path: "/status", Value: status})
 	if !subresource {
 		all = append(all, ops...)
 	}
