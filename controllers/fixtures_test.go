@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -158,8 +159,9 @@ type machineOpts struct {
 	controlPlane  bool
 	format        string // bootstrap format; "" = cloud-config
 	spec          infrav1.NestMachineSpec
-	name          string // of the Machine and NestMachine, as a person names them; "" = generated
-	data          []byte // bootstrap data; nil = a small valid config of the format
+	name          string            // of the Machine and NestMachine, as a person names them; "" = generated
+	data          []byte            // bootstrap data; nil = a small valid config of the format
+	labels        map[string]string // more labels of the Machine and NestMachine
 }
 
 // newMachine creates what CAPI would for one machine: the bootstrap Secret, the Machine (with its
@@ -182,6 +184,7 @@ func newMachineOn(t *testing.T, mgmt client.Client, cluster *clusterv1.Cluster, 
 	if o.controlPlane {
 		labels[clusterv1.MachineControlPlaneLabel] = ""
 	}
+	maps.Copy(labels, o.labels)
 	format := o.format
 	if format == "" {
 		format = "cloud-config"

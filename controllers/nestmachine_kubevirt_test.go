@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -289,4 +290,56 @@ func TestInvalidIgnitionIsAConditionAndNoVM(t *testing.T) {
 	}
 	err := infraEnv("infra-a").Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(nm)}, &kubevirtv1.VirtualMachine{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no VM for invalid bootstrap data, got %v", err)
+}
+
+// The OpenShift installer's bootstrap machine is a fourth control-plane machine while the cluster
+// forms. A tenant on one Infra cluster whose VMs may use three nodes gets its three masters on three
+// nodes and the bootstrap VM beside one of them: the control-plane anti-affinity exempts it, where it
+// used to need a fourth node (its VMI stayed unschedulable). Placed by the KubeVirt simulator's
+// scheduler, which enforces required pod anti-affinity as kube-scheduler does.
+func TestTheOpenShiftBootstrapVMDoesNotNeedAFourthInfraNode(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	cluster, nc := newTenant(t, "infra-a") // the openshift flavor: one Infra cluster
+	markInfrastructureProvisioned(t, cluster)
+	infra := infraEnv("infra-a")
+
+	// Three of infra-a's nodes, labelled for this test only, are all the VMs may use.
+	nodeList := &corev1.NodeList{}
+	g.Expect(infra.Client.List(ctx, nodeList)).To(Succeed())
+	g.Expect(len(nodeList.Items)).To(BeNumerically(">", 3), "the test needs an Infra cluster with a fourth node the VMs could have used")
+	pool := map[string]string{"nest.test/bootstrap-spread": cluster.Name}
+	for i := range nodeList.Items[:3] {
+		n := &nodeList.Items[i]
+		before := n.DeepCopy()
+		maps.Copy(n.Labels, pool)
+		g.Expect(infra.Client.Patch(ctx, n, client.MergeFrom(before))).To(Succeed())
+	}
+	spec := vmSpec()
+	spec.KubeVirt.Placement = &infrav1.Placement{NodeSelector: pool}
+
+	var masters []*infrav1.NestMachine
+	for range 3 {
+		_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: *spec.DeepCopy()})
+		masters = append(masters, nm)
+	}
+	_, bootstrap := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: *spec.DeepCopy(),
+		labels: map[string]string{kubevirt.BootstrapMachineLabel: ""}})
+	for _, nm := range append(masters, bootstrap) {
+		waitProvisioned(t, nm)
+	}
+
+	nodeOf := func(nm *infrav1.NestMachine) string {
+		vmi := &kubevirtv1.VirtualMachineInstance{}
+		g.Expect(infra.Client.Get(ctx, client.ObjectKey{Namespace: tenantNamespace(nc), Name: kubevirt.VMName(nm)}, vmi)).To(Succeed())
+		g.Expect(vmi.Labels).To(HaveKeyWithValue(kubevirt.RoleLabel, kubevirt.RoleControlPlane), "every control-plane VM, the bootstrap one too, is behind the API Services")
+		return vmi.Status.NodeName
+	}
+	masterNodes := map[string]bool{}
+	for _, nm := range masters {
+		masterNodes[nodeOf(nm)] = true
+	}
+	g.Expect(masterNodes).To(HaveLen(3), "the masters run one per node")
+	g.Expect(masterNodes).To(HaveKey(nodeOf(bootstrap)), "the bootstrap VM shares a node with a master")
 }

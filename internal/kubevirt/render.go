@@ -20,13 +20,20 @@ import (
 // Labels, annotations and names this package puts on the objects it renders, beyond the ownership
 // labels of the API package.
 const (
-	// RoleLabel tells control-plane VMs from workers; the scheduler plugin reads it on the
-	// virt-launcher pod to spread one tenant's control plane.
+	// RoleLabel tells control-plane VMs from workers: the control-plane anti-affinity, the API
+	// Services and the consolidator select on it.
 	RoleLabel = "cluster.x-k8s.io/role"
 	// RoleControlPlane is the RoleLabel value of a control-plane machine.
 	RoleControlPlane = "control-plane"
 	// RoleWorker is the RoleLabel value of every other machine.
 	RoleWorker = "worker"
+	// BootstrapMachineLabel marks the OpenShift installer's bootstrap machine, on its Machine (as
+	// openshift-install and the openshift flavors put it) or its NestMachine. It is a control-plane
+	// machine for the tenant's API and machine-config Services while the control plane forms, and is
+	// deleted once bootstrap completes. Its VM carries the label too, and the control-plane
+	// anti-affinity neither applies to it nor counts it: a temporary fourth control-plane VM must not
+	// need a fourth Infra node.
+	BootstrapMachineLabel = "install.openshift.io/bootstrap"
 
 	// UserDataKey is the bootstrap Secret key KubeVirt reads the user data from, for both
 	// cloudInitNoCloud and cloudInitConfigDrive secretRef volumes.
@@ -87,15 +94,27 @@ type Input struct {
 // control-plane label, or, without a Machine, the NestMachine does (KubeadmControlPlane sets it on
 // both).
 func (in Input) IsControlPlane() bool {
-	if in.Machine != nil {
-		_, ok := in.Machine.Labels[clusterv1.MachineControlPlaneLabel]
-		return ok
+	return in.machineLabelled(clusterv1.MachineControlPlaneLabel)
+}
+
+// IsBootstrap tells whether the input renders the OpenShift installer's bootstrap VM (see
+// BootstrapMachineLabel).
+func (in Input) IsBootstrap() bool {
+	return in.IsControlPlane() && in.machineLabelled(BootstrapMachineLabel)
+}
+
+// machineLabelled tells whether the Machine carries the label key, or, without a Machine, the
+// NestMachine does.
+func (in Input) machineLabelled(key string) bool {
+	var labels map[string]string
+	switch {
+	case in.Machine != nil:
+		labels = in.Machine.Labels
+	case in.NestMachine != nil:
+		labels = in.NestMachine.Labels
 	}
-	if in.NestMachine != nil {
-		_, ok := in.NestMachine.Labels[clusterv1.MachineControlPlaneLabel]
-		return ok
-	}
-	return false
+	_, ok := labels[key]
+	return ok
 }
 
 func (in Input) role() string {
@@ -149,6 +168,9 @@ func Labels(in Input) map[string]string {
 	l := ownership.Labels(in.Identity, in.Owner())
 	l[clusterv1.ClusterNameLabel] = ownership.LabelValue(in.ClusterName)
 	l[RoleLabel] = in.role()
+	if in.IsBootstrap() {
+		l[BootstrapMachineLabel] = ""
+	}
 	return l
 }
 
@@ -162,13 +184,13 @@ func templateLabels(in Input) map[string]string {
 }
 
 // ownedLabelKeys are the label keys Labels sets: the ones drift reconciles and patches may not change.
-var ownedLabelKeys = append([]string{clusterv1.ClusterNameLabel, RoleLabel}, ownership.LabelKeys...)
+var ownedLabelKeys = append([]string{clusterv1.ClusterNameLabel, RoleLabel, BootstrapMachineLabel}, ownership.LabelKeys...)
 
 // templateDriftKeys are the template label keys drift reconciles: not the owner's UID nor the
 // identity, which stay as the VM was made (a moved VM's spec is not rewritten; the VM's own labels
 // say who owns it now).
 var templateDriftKeys = []string{
-	clusterv1.ClusterNameLabel, RoleLabel, infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel,
+	clusterv1.ClusterNameLabel, RoleLabel, BootstrapMachineLabel, infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel,
 	infrav1.NestMachineNameLabel, infrav1.NestClusterNamespaceLabel, infrav1.NestClusterNameLabel,
 }
 
@@ -213,7 +235,7 @@ func RenderVM(in Input) (*kubevirtv1.VirtualMachine, error) {
 			template.Spec.Affinity = p.Affinity.DeepCopy()
 		}
 	}
-	if in.IsControlPlane() {
+	if in.IsControlPlane() && !in.IsBootstrap() {
 		template.Spec.Affinity = withControlPlaneAntiAffinity(template.Spec.Affinity, labels[clusterv1.ClusterNameLabel])
 	}
 
@@ -419,13 +441,18 @@ func renderNetworks(networks []infrav1.Network) ([]kubevirtv1.Interface, []kubev
 }
 
 // ControlPlaneAntiAffinityTerm keeps two control-plane VMs of one tenant off the same Infra node, so
-// that losing a node costs a tenant at most one etcd member.
+// that losing a node costs a tenant at most one etcd member. The installer's bootstrap VM is not
+// selected (it runs no etcd member of the cluster, and goes once bootstrap completes), so it may share
+// a node with a master.
 func ControlPlaneAntiAffinityTerm(clusterNameLabelValue string) corev1.PodAffinityTerm {
 	return corev1.PodAffinityTerm{
-		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
-			clusterv1.ClusterNameLabel: clusterNameLabelValue,
-			RoleLabel:                  RoleControlPlane,
-		}},
+		LabelSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{
+				clusterv1.ClusterNameLabel: clusterNameLabelValue,
+				RoleLabel:                  RoleControlPlane,
+			},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: BootstrapMachineLabel, Operator: metav1.LabelSelectorOpDoesNotExist}},
+		},
 		TopologyKey: corev1.LabelHostname,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
@@ -32,9 +33,13 @@ func TestRenderVM(t *testing.T) {
 		in.NestMachine.Spec.KubeVirt.RootDisk = &infrav1.RootDisk{Size: qty("40Gi")}
 	}
 	cpTerm := corev1.PodAffinityTerm{
-		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cluster.x-k8s.io/cluster-name": "tenant1", "cluster.x-k8s.io/role": "control-plane"}},
-		TopologyKey:   "kubernetes.io/hostname",
+		LabelSelector: &metav1.LabelSelector{
+			MatchLabels:      map[string]string{"cluster.x-k8s.io/cluster-name": "tenant1", "cluster.x-k8s.io/role": "control-plane"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "install.openshift.io/bootstrap", Operator: metav1.LabelSelectorOpDoesNotExist}},
+		},
+		TopologyKey: "kubernetes.io/hostname",
 	}
+	bootstrapMachine := func(in *Input) { in.Machine.Labels["install.openshift.io/bootstrap"] = "" }
 
 	tests := []struct {
 		name   string
@@ -410,6 +415,34 @@ func TestRenderVM(t *testing.T) {
 				g.Expect(vm.Spec.Template.Spec.Affinity).To(Equal(&corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 					RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{cpTerm},
 				}}))
+			},
+		},
+		{
+			// A fourth control-plane VM for the install's duration must not need a fourth Infra node:
+			// the bootstrap VM neither carries the term nor is selected by the masters' (DoesNotExist).
+			name:   "anti-affinity: the OpenShift installer's bootstrap VM is exempt, and behind the API Services",
+			base:   controlPlaneInput,
+			modify: bootstrapMachine,
+			check: func(g Gomega, vm *kubevirtv1.VirtualMachine) {
+				g.Expect(vm.Spec.Template.Spec.Affinity).To(BeNil())
+				g.Expect(vm.Spec.Template.ObjectMeta.Labels).To(HaveKeyWithValue("install.openshift.io/bootstrap", ""))
+				g.Expect(vm.Spec.Template.ObjectMeta.Labels).To(HaveKeyWithValue("cluster.x-k8s.io/role", "control-plane"))
+				sel, err := metav1.LabelSelectorAsSelector(cpTerm.LabelSelector)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(sel.Matches(labels.Set(vm.Spec.Template.ObjectMeta.Labels))).To(BeFalse(), "the masters' anti-affinity must not select the bootstrap VM")
+				master, err := RenderVM(controlPlaneInput())
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(sel.Matches(labels.Set(master.Spec.Template.ObjectMeta.Labels))).To(BeTrue(), "the masters' anti-affinity selects the masters")
+			},
+		},
+		{
+			name: "anti-affinity: the bootstrap label on a worker changes nothing",
+			modify: func(in *Input) {
+				in.Machine.Labels = map[string]string{"install.openshift.io/bootstrap": ""}
+			},
+			check: func(g Gomega, vm *kubevirtv1.VirtualMachine) {
+				g.Expect(vm.Spec.Template.ObjectMeta.Labels).NotTo(HaveKey("install.openshift.io/bootstrap"))
+				g.Expect(vm.Spec.Template.ObjectMeta.Labels).To(HaveKeyWithValue("cluster.x-k8s.io/role", "worker"))
 			},
 		},
 		{

@@ -134,8 +134,12 @@ func TenantVMPod(name, schedulerName string, vm VM) *v1.Pod {
 func ControlPlaneAntiAffinity(cluster string) *v1.Affinity {
 	return &v1.Affinity{PodAntiAffinity: &v1.PodAntiAffinity{
 		RequiredDuringSchedulingIgnoredDuringExecution: []v1.PodAffinityTerm{{
-			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{clusterNameLabel: cluster, roleLabel: controlPlaneRole}},
-			TopologyKey:   v1.LabelHostname,
+			LabelSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{clusterNameLabel: cluster, roleLabel: controlPlaneRole},
+				// The OpenShift installer's bootstrap VM is exempt.
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "install.openshift.io/bootstrap", Operator: metav1.LabelSelectorOpDoesNotExist}},
+			},
+			TopologyKey: v1.LabelHostname,
 		}},
 	}}
 }
