@@ -139,14 +139,18 @@ func TestIgnitionUsesAConfigDriveAndTheSecretGoesWithTheVM(t *testing.T) {
 }
 
 // expectNothingLeft checks no VM, instance, DataVolume or Secret of the NestMachine is left.
+// expectNothingLeft waits until nothing the NestMachine made is left in the Infra cluster. The
+// provider deletes the VM; its bootstrap Secret, DataVolumes and VMI go with it through the garbage
+// collector (the KubeVirt simulator's here), a moment later.
 func expectNothingLeft(t *testing.T, c client.Client, ns string, nm *infrav1.NestMachine) {
 	t.Helper()
-	g := NewWithT(t)
 	owned := []client.ListOption{client.InNamespace(ns), client.MatchingLabels{infrav1.NestMachineUIDLabel: string(nm.UID)}}
-	for _, l := range []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{}, &cdiv1beta1.DataVolumeList{}, &corev1.SecretList{}} {
-		g.Expect(c.List(context.Background(), l, owned...)).To(Succeed())
-		g.Expect(l).To(HaveField("Items", BeEmpty()), "%T left behind", l)
-	}
+	NewWithT(t).Eventually(func(g Gomega) {
+		for _, l := range []client.ObjectList{&kubevirtv1.VirtualMachineList{}, &kubevirtv1.VirtualMachineInstanceList{}, &cdiv1beta1.DataVolumeList{}, &corev1.SecretList{}} {
+			g.Expect(c.List(context.Background(), l, owned...)).To(Succeed())
+			g.Expect(l).To(HaveField("Items", BeEmpty()), "%T left behind", l)
+		}
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 }
 
 func TestManagerRestartMidProvisioningCreatesNoSecondVM(t *testing.T) {
