@@ -109,14 +109,17 @@ func handOver(ctx context.Context, conn *infra.Connection, id ownership.Identity
 		}
 		for _, o := range objs {
 			have, ok := ownership.OwnerOf(o)
-			if !ok || !have.Same(owner) || (owner.UID != "" && have.UID != owner.UID) || !ownership.HandOver(o, id) {
+			if !ok || !have.Same(owner) || (owner.UID != "" && have.UID != owner.UID) {
 				continue
 			}
-			if err := c.Update(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			changed, err := patchMetadata(ctx, c, o, func() bool { return ownership.HandOver(o, id) })
+			if err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("handing over %s %s in Infra cluster %s: %w", kindOf(o), client.ObjectKeyFromObject(o), conn.Name, err))
 				continue
 			}
-			handed++
+			if changed {
+				handed++
+			}
 		}
 	}
 	return handed, errors.Join(errs...)

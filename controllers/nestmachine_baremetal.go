@@ -141,10 +141,10 @@ func stampMachineSecrets(ctx context.Context, s *machineScope, id ownership.Iden
 	}
 	for i := range secrets.Items {
 		secret := &secrets.Items[i]
-		if have, ok := ownership.OwnerOf(secret); !ok || !have.Same(owner) || !ownership.Stamp(secret, id, owner) {
+		if have, ok := ownership.OwnerOf(secret); !ok || !have.Same(owner) {
 			continue
 		}
-		if err := s.conn.Client().Update(ctx, secret); err != nil {
+		if _, err := patchMetadata(ctx, s.conn.Client(), secret, func() bool { return ownership.Stamp(secret, id, owner) }); err != nil {
 			return fmt.Errorf("adopting Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
 		}
 	}

@@ -152,10 +152,8 @@ func (r *NestMachineReconciler) claimVM(ctx context.Context, s *machineScope, in
 		err := c.Get(ctx, client.ObjectKey{Namespace: vm.Namespace, Name: in.BootstrapSecretName}, secret)
 		switch {
 		case err == nil:
-			if ownership.Stamp(secret, r.Identity, owner) {
-				if err := c.Update(ctx, secret); err != nil {
-					return false, fmt.Errorf("adopting the bootstrap Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
-				}
+			if _, err := patchMetadata(ctx, c, secret, func() bool { return ownership.Stamp(secret, r.Identity, owner) }); err != nil {
+				return false, fmt.Errorf("adopting the bootstrap Secret %s in Infra cluster %s: %w", client.ObjectKeyFromObject(secret), s.infraName, err)
 			}
 		case !apierrors.IsNotFound(err):
 			return false, err

@@ -189,3 +189,17 @@ func othersChanged[T client.Object](old, updated T, clearOwn func(T)) bool {
 	main, _, err := changes(o, n)
 	return err != nil || main
 }
+
+// patchMetadata writes what change does to obj (its labels and annotations) and nothing else, as
+// a merge patch carrying the resourceVersion obj was read at: a conflict means someone wrote it
+// since, and the next reconcile decides again. It is how objects read from an Infra cluster's
+// cache are stamped, adopted or handed over: the cache holds Secrets without their data
+// (internal/infra stripCached), which an Update would write away. It reports whether change
+// changed anything.
+func patchMetadata(ctx context.Context, c client.Client, obj client.Object, change func() bool) (bool, error) {
+	before := obj.DeepCopyObject().(client.Object)
+	if !change() {
+		return false, nil
+	}
+	return true, c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}

@@ -378,14 +378,13 @@ func (c *Connection) connect(ctx, parent context.Context, groups sets.Set[string
 			byObject[k.object] = cache.ByObject{Label: managed}
 		}
 	}
-	byObject[&corev1.Node{}] = cache.ByObject{Transform: stripNodeImages}
 	refused := newRefusals()
 	remoteCache, err := cache.New(c.config, cache.Options{
 		HTTPClient:                  c.httpClient,
 		Scheme:                      c.scheme,
 		Mapper:                      c.mapper,
 		ByObject:                    byObject,
-		DefaultTransform:            cache.TransformStripManagedFields(),
+		DefaultTransform:            stripCached,
 		DefaultWatchErrorHandler:    refused.handler(c.Name),
 		ReaderFailOnMissingInformer: true,
 	})
@@ -459,13 +458,31 @@ func sameKind(a, b client.Object) bool {
 	return fmt.Sprintf("%T", a) == fmt.Sprintf("%T", b)
 }
 
-// stripNodeImages drops the image list of Nodes, the bulk of a Node object, which capacity does not need.
-func stripNodeImages(obj any) (any, error) {
-	if n, ok := obj.(*corev1.Node); ok {
-		n.Status.Images = nil
+// stripCached is what the cache keeps of an object. Never managedFields. No image list on Nodes
+// (hundreds of entries on a busy node; only capacity is read). No spec of VirtualMachineInstances:
+// it is the VM's template, which the VM has, and only their status and metadata are read. No data
+// in Secrets: the provider
+// writes the bootstrap data into the Infra cluster and never reads it back; it only checks that the
+// Secret exists and patches its metadata (adoption, hand-over), so the manager holds no tenant's
+// bootstrap data beyond the reconcile that writes it, and an update from the cache could not write
+// it away (patchMetadata in controllers).
+func stripCached(in any) (any, error) {
+	out, err := stripManagedFields(in)
+	if err != nil {
+		return out, err
 	}
-	return obj, nil
+	switch o := out.(type) {
+	case *corev1.Node:
+		o.Status.Images = nil
+	case *corev1.Secret:
+		o.Data, o.StringData = nil, nil
+	case *kubevirtv1.VirtualMachineInstance:
+		o.Spec = kubevirtv1.VirtualMachineInstanceSpec{}
+	}
+	return out, nil
 }
+
+var stripManagedFields = cache.TransformStripManagedFields()
 
 // eventForwarder sends the requests an informer event maps to into the watch's channel, at
 // RemotePriority, or handler.LowPriority for the objects of the cache's first list. It blocks rather

@@ -5,9 +5,13 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -72,5 +76,66 @@ func TestSourceEnqueuesWithThePriorityOfTheEvent(t *testing.T) {
 	got, priority, shutdown := q.GetWithPriority()
 	if shutdown || got != req || priority != RemotePriority {
 		t.Errorf("dequeued %v at priority %d (shut down: %v), want %v at %d", got, priority, shutdown, req, RemotePriority)
+	}
+}
+
+// TestTheCacheKeepsWhatIsRead covers what an Infra cluster's cache keeps of each object: no
+// managedFields anywhere, no image list on Nodes, no VMI spec, and no data in Secrets (the
+// bootstrap data the provider writes and never reads back), while everything the controllers
+// read stays.
+func TestTheCacheKeepsWhatIsRead(t *testing.T) {
+	managed := []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}
+	for _, tc := range []struct {
+		name     string
+		in, want client.Object
+	}{
+		{
+			name: "a Secret keeps its metadata and type, not its data",
+			in: &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "vm-1-bootstrap", Labels: map[string]string{"a": "b"}, ManagedFields: managed},
+				Type:       corev1.SecretTypeOpaque,
+				Data:       map[string][]byte{"userdata": []byte("#cloud-config\n")},
+				StringData: map[string]string{"networkdata": "{}"},
+			},
+			want: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vm-1-bootstrap", Labels: map[string]string{"a": "b"}}, Type: corev1.SecretTypeOpaque},
+		},
+		{
+			name: "a Node keeps its capacity, not its images",
+			in: &corev1.Node{
+				ObjectMeta: metav1.ObjectMeta{Name: "n1", ManagedFields: managed},
+				Status: corev1.NodeStatus{
+					Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("48")},
+					Images:      []corev1.ContainerImage{{Names: []string{"quay.io/kubevirt/virt-launcher"}}},
+				},
+			},
+			want: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("48")}}},
+		},
+		{
+			name: "a VirtualMachineInstance keeps its status, not its spec (the VM's template)",
+			in: &kubevirtv1.VirtualMachineInstance{
+				ObjectMeta: metav1.ObjectMeta{Name: "vm-1", Labels: map[string]string{"a": "b"}, ManagedFields: managed},
+				Spec:       kubevirtv1.VirtualMachineInstanceSpec{Hostname: "vm-1", Domain: kubevirtv1.DomainSpec{CPU: &kubevirtv1.CPU{Cores: 8}}},
+				Status:     kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running, NodeName: "n1"},
+			},
+			want: &kubevirtv1.VirtualMachineInstance{
+				ObjectMeta: metav1.ObjectMeta{Name: "vm-1", Labels: map[string]string{"a": "b"}},
+				Status:     kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running, NodeName: "n1"},
+			},
+		},
+		{
+			name: "a VirtualMachine keeps all but managedFields",
+			in:   &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "vm-1", ManagedFields: managed}, Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways)}},
+			want: &kubevirtv1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Name: "vm-1"}, Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways)}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := stripCached(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equality.Semantic.DeepEqual(got, tc.want) {
+				t.Errorf("cached %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
