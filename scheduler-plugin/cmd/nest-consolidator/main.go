@@ -49,6 +49,7 @@ func addFlags(fs *flag.FlagSet) *options {
 			ClusterName:      nestpacking.DefaultClusterNameLabelKey,
 			Role:             nestpacking.DefaultRoleLabelKey,
 			ControlPlaneRole: nestpacking.DefaultControlPlaneRoleValue,
+			Exempt:           nestpacking.DefaultBootstrapMachineLabelKey,
 		},
 	}}
 	fs.DurationVar(&o.consolidator.Interval, "interval", 5*time.Minute, "Time between two plans.")

@@ -34,6 +34,9 @@ type Observed struct {
 // (DefaultClusterNameLabelKey, ...) are the provider's.
 type Labels struct {
 	ClusterName, Role, ControlPlaneRole string
+	// Exempt, when set, is a label key whose VMs the one-per-node rule leaves out, as the
+	// provider's anti-affinity does: the OpenShift installer's bootstrap VM.
+	Exempt string
 }
 
 // StateOf reduces what the consolidator listed to what PlanMigrations decides on:
@@ -119,7 +122,7 @@ func StateOf(o Observed, l Labels) State {
 			Requests:   podResources(pod),
 			Migratable: liveMigrates(vmi, o.DefaultEvictionStrategy) && vmi.IsMigratable() && !migrating[name] && !migrationUnfinished(vmi),
 		}
-		if cluster := pod.Labels[l.ClusterName]; cluster != "" && pod.Labels[l.Role] == l.ControlPlaneRole {
+		if cluster := pod.Labels[l.ClusterName]; cluster != "" && pod.Labels[l.Role] == l.ControlPlaneRole && !hasLabel(pod, l.Exempt) {
 			vm.ControlPlaneOf = pod.Namespace + "/" + cluster
 		}
 		for _, b := range o.PDBs {
@@ -245,4 +248,10 @@ func MigrationFor(m Migration, targetHostname string) *kubevirtv1.VirtualMachine
 			AddedNodeSelector: map[string]string{corev1.LabelHostname: targetHostname},
 		},
 	}
+}
+
+// hasLabel tells whether the pod carries the label key; an empty key is never carried.
+func hasLabel(pod *corev1.Pod, key string) bool {
+	_, ok := pod.Labels[key]
+	return key != "" && ok
 }

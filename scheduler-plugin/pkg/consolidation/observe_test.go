@@ -13,7 +13,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
-var testLabels = Labels{ClusterName: "cluster.x-k8s.io/cluster-name", Role: "cluster.x-k8s.io/role", ControlPlaneRole: "control-plane"}
+var testLabels = Labels{ClusterName: "cluster.x-k8s.io/cluster-name", Role: "cluster.x-k8s.io/role", ControlPlaneRole: "control-plane", Exempt: "install.openshift.io/bootstrap"}
 
 func readyNode(name string) corev1.Node {
 	return corev1.Node{
@@ -79,6 +79,13 @@ func TestStateOf(t *testing.T) {
 				launcher(vmi, map[string]string{"cluster.x-k8s.io/cluster-name": "prod", "cluster.x-k8s.io/role": "control-plane"}),
 			}},
 			want: State{Nodes: []Node{nodeState("n1")}, VMs: []VM{func() VM { v := vmState("a", "n1"); v.ControlPlaneOf = "vms/prod"; return v }()}},
+		},
+		{
+			name: "the OpenShift installer's bootstrap VM is no control-plane VM for the spread, as for the provider's anti-affinity",
+			in: Observed{Nodes: []corev1.Node{readyNode("n1")}, VMIs: []kubevirtv1.VirtualMachineInstance{vmi}, Pods: []corev1.Pod{
+				launcher(vmi, map[string]string{"cluster.x-k8s.io/cluster-name": "prod", "cluster.x-k8s.io/role": "control-plane", "install.openshift.io/bootstrap": ""}),
+			}},
+			want: State{Nodes: []Node{nodeState("n1")}, VMs: []VM{vmState("a", "n1")}},
 		},
 		{
 			name: "evictionStrategy None pins the VM",

@@ -26,6 +26,10 @@ const (
 	DefaultClusterNameLabelKey   = "cluster.x-k8s.io/cluster-name"
 	DefaultRoleLabelKey          = "cluster.x-k8s.io/role"
 	DefaultControlPlaneRoleValue = "control-plane"
+	// DefaultBootstrapMachineLabelKey marks the OpenShift installer's temporary bootstrap VM, a
+	// control-plane VM that the provider's anti-affinity leaves out (internal/kubevirt
+	// BootstrapMachineLabel).
+	DefaultBootstrapMachineLabelKey = "install.openshift.io/bootstrap"
 )
 
 // maxResourceWeight bounds a weight so that a weighted sum of per-resource fractions cannot
