@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,16 +34,16 @@ func (r *InfraClusterReconciler) ownKubeconfigSecret(ctx context.Context, ic *in
 	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	for _, o := range secret.OwnerReferences {
-		if o.UID == ic.UID {
-			return nil
+	_, err = patchMetadata(ctx, r.Client, secret, func() bool {
+		if slices.ContainsFunc(secret.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ic.UID }) {
+			return false
 		}
-	}
-	before := secret.DeepCopy()
-	secret.OwnerReferences = append(secret.OwnerReferences, metav1.OwnerReference{
-		APIVersion: infrav1.GroupVersion.String(), Kind: "InfraCluster", Name: ic.Name, UID: ic.UID,
+		secret.OwnerReferences = append(secret.OwnerReferences, metav1.OwnerReference{
+			APIVersion: infrav1.GroupVersion.String(), Kind: "InfraCluster", Name: ic.Name, UID: ic.UID,
+		})
+		return true
 	})
-	if err := r.Client.Patch(ctx, secret, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err != nil {
 		return fmt.Errorf("making InfraCluster %s the owner of its kubeconfig Secret %s: %w", ic.Name, client.ObjectKeyFromObject(secret), err)
 	}
 	return nil
