@@ -218,3 +218,42 @@ func TestDeletingANestClusterRemovesItsNamespacesAndService(t *testing.T) {
 	err := topo.Infras[0].Client.Get(ctx, client.ObjectKey{Name: tenantNamespace(nc)}, ns)
 	g.Expect(apierrors.IsNotFound(err) || !ns.DeletionTimestamp.IsZero()).To(BeTrue(), "the tenant namespace is deleted (envtest has no namespace controller to finish it)")
 }
+
+// TestTheOpenShiftBootstrapMachineDoesNotUnbalanceTheControlPlane: the installer's bootstrap machine
+// is a control-plane Machine while the masters form, but not a member of the spread. Beside masters
+// in infra-a, infra-b and infra-a (as balanced as two Infra clusters allow), a bootstrap machine in
+// infra-a must not make the control plane look unbalanced and ask the operator for a restore.
+func TestTheOpenShiftBootstrapMachineDoesNotUnbalanceTheControlPlane(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ensureThreeInfras(t)
+	cluster, nc := newTenant(t, "infra-a", "infra-b")
+	g.Eventually(func(g Gomega) {
+		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(2))
+	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
+
+	for i, fd := range []string{"infra-a", "infra-b", "infra-a", "infra-a"} {
+		labels := map[string]string{clusterv1.ClusterNameLabel: cluster.Name, clusterv1.MachineControlPlaneLabel: ""}
+		if i == 3 {
+			labels[infrav1.BootstrapMachineLabel] = ""
+		}
+		m := &clusterv1.Machine{
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: uniqueName(cluster.Name + "-cp"), Labels: labels},
+			Spec: clusterv1.MachineSpec{
+				ClusterName:       cluster.Name,
+				FailureDomain:     fd,
+				Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To("bootstrap")},
+				InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: "m" + string(rune('0'+i))},
+			},
+		}
+		g.Expect(mgmt.Create(ctx, m)).To(Succeed())
+	}
+	balanced := func(g Gomega) {
+		c := conditions.Get(get(g, nc).(*infrav1.NestCluster), infrav1.ControlPlaneBalancedCondition)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(infrav1.BalancedReason), c.Message)
+		g.Expect(c.Message).To(ContainSubstring("infra-a=2 infra-b=1"))
+	}
+	g.Eventually(balanced, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
+	g.Consistently(balanced, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+}

@@ -101,6 +101,9 @@ func (r *NestClusterReconciler) reconcileRestore(ctx context.Context, cluster *c
 	deleting := false
 	var placed []string
 	for _, m := range machines.Items {
+		if !placement.Spread(m.Labels) {
+			continue
+		}
 		if !m.DeletionTimestamp.IsZero() {
 			deleting = true
 			continue

@@ -51,7 +51,7 @@ func (r *NestMachineReconciler) reconcileVM(ctx context.Context, s *machineScope
 	switch {
 	case apierrors.IsNotFound(err):
 		if in.IsControlPlane() {
-			if why, err := r.unbalancingControlPlane(ctx, s); err != nil || why != "" {
+			if why, err := r.unbalancingControlPlane(ctx, s, in.IsBootstrap()); err != nil || why != "" {
 				if err != nil {
 					return ctrl.Result{}, err
 				}
@@ -183,17 +183,18 @@ const unbalancedRetry = 10 * time.Second
 // spread rule (internal/placement, the one the admission webhook applies), or "". It counts the
 // control-plane NestMachines of the cluster that have a VM already: a Machine admitted past the
 // webhook (several webhook replicas, the webhook bypassed) waits here, and proceeds once balance
-// allows, rather than put a second control-plane VM where another Infra cluster has none.
-func (r *NestMachineReconciler) unbalancingControlPlane(ctx context.Context, s *machineScope) (string, error) {
+// allows, rather than put a second control-plane VM where another Infra cluster has none. The
+// OpenShift installer's bootstrap machine is neither counted nor held (placement.Spread).
+func (r *NestMachineReconciler) unbalancingControlPlane(ctx context.Context, s *machineScope, bootstrap bool) (string, error) {
 	list := &infrav1.NestMachineList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(s.nm.Namespace),
 		client.MatchingLabels{clusterv1.ClusterNameLabel: s.cluster.Name}, client.HasLabels{clusterv1.MachineControlPlaneLabel}); err != nil {
 		return "", fmt.Errorf("listing the control-plane NestMachines of %s: %w", s.cluster.Name, err)
 	}
-	in := placement.Input{Requested: s.infraName}
+	in := placement.Input{Requested: s.infraName, Bootstrap: bootstrap}
 	for i := range list.Items {
 		other := &list.Items[i]
-		if other.Name != s.nm.Name && other.DeletionTimestamp.IsZero() && other.Status.Remote != nil {
+		if other.Name != s.nm.Name && other.DeletionTimestamp.IsZero() && other.Status.Remote != nil && placement.Spread(other.Labels) {
 			in.Placed = append(in.Placed, other.Status.FailureDomain)
 		}
 	}

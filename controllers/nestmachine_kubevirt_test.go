@@ -329,7 +329,7 @@ func TestTheOpenShiftBootstrapVMDoesNotNeedAFourthInfraNode(t *testing.T) {
 		masters = append(masters, nm)
 	}
 	_, bootstrap := newMachine(t, cluster, machineOpts{failureDomain: "infra-a", controlPlane: true, spec: *spec.DeepCopy(),
-		labels: map[string]string{kubevirt.BootstrapMachineLabel: ""}})
+		labels: map[string]string{infrav1.BootstrapMachineLabel: ""}})
 	for _, nm := range append(masters, bootstrap) {
 		waitProvisioned(t, nm)
 	}

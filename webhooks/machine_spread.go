@@ -182,7 +182,7 @@ func (s *ControlPlaneSpread) Default(ctx context.Context, req admission.Request)
 	if err != nil {
 		return respond(spreadError(m, in, err))
 	}
-	if m.Metadata.Name != "" && !ptr.Deref(req.DryRun, false) {
+	if m.Metadata.Name != "" && !in.Bootstrap && !ptr.Deref(req.DryRun, false) {
 		// Held for the validation of this very request, so that Machines defaulted together spread.
 		s.reservations.add(tenant, m.Metadata.Name, chosen)
 	}
@@ -218,7 +218,7 @@ func (s *ControlPlaneSpread) Validate(ctx context.Context, req admission.Request
 			s.reservations.remove(tenant, m.Metadata.Name)
 			return respond(err)
 		}
-		if m.Metadata.Name != "" && !ptr.Deref(req.DryRun, false) {
+		if m.Metadata.Name != "" && !in.Bootstrap && !ptr.Deref(req.DryRun, false) {
 			s.reservations.add(tenant, m.Metadata.Name, m.Spec.FailureDomain)
 		}
 		return admission.Allowed("")
@@ -281,6 +281,7 @@ func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spr
 		in.Domains = append(in.Domains, placement.Domain{Name: use.Name, ControlPlane: ptr.Deref(use.ControlPlane, true), Healthy: healthy[use.Name] || !reported})
 	}
 
+	in.Bootstrap = !placement.Spread(m.Metadata.Labels)
 	machines := &clusterv1.MachineList{}
 	if err := s.Client.List(ctx, machines, client.InNamespace(namespace), client.MatchingFields{controlPlaneMachineClusterIndex: m.Spec.ClusterName}, client.UnsafeDisableDeepCopy); err != nil {
 		return in, false, fmt.Errorf("listing the control-plane Machines of Cluster %s/%s: %w", namespace, m.Spec.ClusterName, err)
@@ -289,7 +290,7 @@ func (s *ControlPlaneSpread) input(ctx context.Context, namespace string, m *spr
 	for i := range machines.Items {
 		other := &machines.Items[i]
 		cached[other.Name] = true
-		if other.DeletionTimestamp != nil || (m.Metadata.Name != "" && other.Name == m.Metadata.Name) {
+		if other.DeletionTimestamp != nil || (m.Metadata.Name != "" && other.Name == m.Metadata.Name) || !placement.Spread(other.Labels) {
 			continue
 		}
 		in.Placed = append(in.Placed, other.Spec.FailureDomain)

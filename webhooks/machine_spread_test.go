@@ -136,7 +136,7 @@ func (tn *tenant) finishDelete(name string) {
 
 // spreadStep is one step of a KubeadmControlPlane-like script.
 type spreadStep struct {
-	op   string // create, startDelete, finishDelete, delete, health
+	op   string // create, bootstrap (create the installer's bootstrap machine), startDelete, finishDelete, delete, health
 	name string // machine
 	fd   string // create: the Infra cluster letter asked for ("" = none); health: the healthy letters
 	want string // create: the letter it lands in, or "reject"
@@ -148,8 +148,11 @@ func (tn *tenant) run(script []spreadStep) {
 	for i, s := range script {
 		desc := fmt.Sprintf("step %d: %s %s %q", i, s.op, s.name, s.fd)
 		switch s.op {
-		case "create":
+		case "create", "bootstrap":
 			m := tn.controlPlaneMachine(s.name, tn.infra(s.fd))
+			if s.op == "bootstrap" {
+				m.Labels[infrav1.BootstrapMachineLabel] = ""
+			}
 			err := tn.create(m)
 			if s.want == "reject" {
 				if err == nil {
@@ -243,6 +246,47 @@ func TestControlPlaneSpreadThroughTheAPIServer(t *testing.T) {
 		got[m.Spec.FailureDomain]++
 	}
 	NewWithT(t).Expect(got).To(Equal(map[string]int{tn.infra("a"): 1, tn.infra("b"): 1, tn.infra("c"): 1}), "one control-plane machine per Infra cluster again")
+}
+
+// TestTheOpenShiftBootstrapMachineIsNotCountedInTheSpread creates the installer's bootstrap machine
+// (a control-plane Machine labelled install.openshift.io/bootstrap, deleted once the masters run)
+// among the masters, in the orders openshift-install and a GitOps apply create them. The masters
+// must end one per Infra cluster whatever the order, and none is refused for the bootstrap
+// machine's sake: it is not part of the control plane that has to survive an Infra cluster.
+func TestTheOpenShiftBootstrapMachineIsNotCountedInTheSpread(t *testing.T) {
+	unbalanced := "would unbalance the control plane"
+	t.Run("failure domains defaulted, the bootstrap machine between the masters", func(t *testing.T) {
+		tn := newTenant(t)
+		tn.run([]spreadStep{
+			{op: "create", name: "master-0", want: "a"},
+			{op: "bootstrap", name: "bootstrap", want: "b"},
+			// Counted, the bootstrap machine would send master-1 to c and master-2 back to a.
+			{op: "create", name: "master-1", want: "b"},
+			{op: "create", name: "master-2", want: "c"},
+			{op: "delete", name: "bootstrap"},
+		})
+	})
+	t.Run("failure domains named, the bootstrap machine first", func(t *testing.T) {
+		tn := newTenant(t)
+		tn.run([]spreadStep{
+			{op: "bootstrap", name: "bootstrap", fd: "a", want: "a"},
+			{op: "create", name: "master-0", fd: "a", want: "a"},
+			{op: "create", name: "master-1", fd: "b", want: "b"},
+			{op: "create", name: "master-2", fd: "c", want: "c"},
+			{op: "create", name: "surge", fd: "a", want: "a"},
+			{op: "create", name: "extra", fd: "a", want: "reject", msg: []string{unbalanced, "<a>=2, <b>=1, <c>=1", "allowed: <b>, <c>"}},
+		})
+	})
+	t.Run("the bootstrap machine goes to any healthy Infra cluster that takes control planes", func(t *testing.T) {
+		tn := newTenant(t)
+		tn.run([]spreadStep{
+			{op: "create", name: "master-0", fd: "a", want: "a"},
+			{op: "create", name: "master-1", fd: "a", want: "reject", msg: []string{unbalanced}},
+			{op: "bootstrap", name: "bootstrap", fd: "a", want: "a"},
+			{op: "health", fd: "a,b"},
+			{op: "bootstrap", name: "bootstrap-2", fd: "c", want: "reject", msg: []string{"Infra cluster \"<c>\" is not healthy now", "allowed: <a>, <b>"}},
+		})
+	})
 }
 
 func TestControlPlaneSpreadRejectsUnknownAndWorkerOnlyInfraClusters(t *testing.T) {

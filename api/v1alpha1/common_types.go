@@ -37,6 +37,15 @@ const (
 	HandedOverAnnotation = "nest.infrastructure.cluster.x-k8s.io/handed-over-by"
 )
 
+// BootstrapMachineLabel marks the OpenShift installer's temporary bootstrap machine, on its Machine
+// (as openshift-install and the openshift flavors put it) or its NestMachine. It is a control-plane
+// machine for the tenant's API and machine-config Services while the control plane forms, and is
+// deleted once bootstrap completes; it is not a member of the control plane that has to survive the
+// loss of an Infra cluster or of an Infra node. So the control plane's spread over Infra clusters
+// does not count it (internal/placement), nor does the one-control-plane-VM-per-node anti-affinity
+// (internal/kubevirt), and its VM carries the label too.
+const BootstrapMachineLabel = "install.openshift.io/bootstrap"
+
 // Condition types and reasons shared by several kinds.
 const (
 	// ReadyCondition summarises the other conditions of an object.

@@ -27,13 +27,6 @@ const (
 	RoleControlPlane = "control-plane"
 	// RoleWorker is the RoleLabel value of every other machine.
 	RoleWorker = "worker"
-	// BootstrapMachineLabel marks the OpenShift installer's bootstrap machine, on its Machine (as
-	// openshift-install and the openshift flavors put it) or its NestMachine. It is a control-plane
-	// machine for the tenant's API and machine-config Services while the control plane forms, and is
-	// deleted once bootstrap completes. Its VM carries the label too, and the control-plane
-	// anti-affinity neither applies to it nor counts it: a temporary fourth control-plane VM must not
-	// need a fourth Infra node.
-	BootstrapMachineLabel = "install.openshift.io/bootstrap"
 
 	// UserDataKey is the bootstrap Secret key KubeVirt reads the user data from, for both
 	// cloudInitNoCloud and cloudInitConfigDrive secretRef volumes.
@@ -98,9 +91,9 @@ func (in Input) IsControlPlane() bool {
 }
 
 // IsBootstrap tells whether the input renders the OpenShift installer's bootstrap VM (see
-// BootstrapMachineLabel).
+// infrav1.BootstrapMachineLabel).
 func (in Input) IsBootstrap() bool {
-	return in.IsControlPlane() && in.machineLabelled(BootstrapMachineLabel)
+	return in.IsControlPlane() && in.machineLabelled(infrav1.BootstrapMachineLabel)
 }
 
 // machineLabelled tells whether the Machine carries the label key, or, without a Machine, the
@@ -169,7 +162,7 @@ func Labels(in Input) map[string]string {
 	l[clusterv1.ClusterNameLabel] = ownership.LabelValue(in.ClusterName)
 	l[RoleLabel] = in.role()
 	if in.IsBootstrap() {
-		l[BootstrapMachineLabel] = ""
+		l[infrav1.BootstrapMachineLabel] = ""
 	}
 	return l
 }
@@ -184,13 +177,13 @@ func templateLabels(in Input) map[string]string {
 }
 
 // ownedLabelKeys are the label keys Labels sets: the ones drift reconciles and patches may not change.
-var ownedLabelKeys = append([]string{clusterv1.ClusterNameLabel, RoleLabel, BootstrapMachineLabel}, ownership.LabelKeys...)
+var ownedLabelKeys = append([]string{clusterv1.ClusterNameLabel, RoleLabel, infrav1.BootstrapMachineLabel}, ownership.LabelKeys...)
 
 // templateDriftKeys are the template label keys drift reconciles: not the owner's UID nor the
 // identity, which stay as the VM was made (a moved VM's spec is not rewritten; the VM's own labels
 // say who owns it now).
 var templateDriftKeys = []string{
-	clusterv1.ClusterNameLabel, RoleLabel, BootstrapMachineLabel, infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel,
+	clusterv1.ClusterNameLabel, RoleLabel, infrav1.BootstrapMachineLabel, infrav1.ManagedByLabel, infrav1.NestMachineNamespaceLabel,
 	infrav1.NestMachineNameLabel, infrav1.NestClusterNamespaceLabel, infrav1.NestClusterNameLabel,
 }
 
@@ -451,7 +444,7 @@ func ControlPlaneAntiAffinityTerm(clusterNameLabelValue string) corev1.PodAffini
 				clusterv1.ClusterNameLabel: clusterNameLabelValue,
 				RoleLabel:                  RoleControlPlane,
 			},
-			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: BootstrapMachineLabel, Operator: metav1.LabelSelectorOpDoesNotExist}},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: infrav1.BootstrapMachineLabel, Operator: metav1.LabelSelectorOpDoesNotExist}},
 		},
 		TopologyKey: corev1.LabelHostname,
 	}

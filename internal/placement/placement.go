@@ -11,7 +11,8 @@
 // replacement must go to a healthy one. A new control-plane machine may go to a healthy Infra cluster
 // when, after it, max − min machines per healthy Infra cluster is at most 1; or, when the control
 // plane is already further out of balance than that (an Infra cluster came back empty), to one of
-// the least-loaded Infra clusters, which is the only kind of step that brings it back. This admits
+// the least-loaded Infra clusters, which is the only kind of step that brings it back.
+// The OpenShift installer's bootstrap machine is not counted (see Spread). This admits
 // KubeadmControlPlane's maxSurge=1 rollouts (2/1/1 for a moment), remediation (delete, then create)
 // and the restore after a recovery, and rejects, say, a third machine in one Infra cluster while
 // another has none.
@@ -21,6 +22,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	infrav1 "github.com/nestcapi/cluster-api-provider-nest/api/v1alpha1"
 )
 
 // Domain is one Infra cluster a tenant may use, as its NestCluster describes it.
@@ -44,6 +47,21 @@ type Input struct {
 	Placed []string
 	// Requested is the failure domain the new machine asks for; empty asks Choose to pick one.
 	Requested string
+	// Bootstrap is true when the new machine is the OpenShift installer's bootstrap machine (see
+	// Spread): it unbalances nothing, so any healthy Infra cluster that takes control-plane
+	// machines is allowed, and Choose still gives it the least-loaded one.
+	Bootstrap bool
+}
+
+// Spread tells whether a control-plane machine with these labels is part of the spread, counted
+// in Placed: every one but the OpenShift installer's bootstrap machine
+// (infrav1.BootstrapMachineLabel). That machine lives for the installation only and is not a
+// member of the control plane that must survive an Infra cluster; counted, it would push a master
+// into the Infra cluster of another when the failure domains are defaulted, or refuse a master
+// the installer names the bootstrap machine's failure domain for.
+func Spread(labels map[string]string) bool {
+	_, bootstrap := labels[infrav1.BootstrapMachineLabel]
+	return !bootstrap
 }
 
 // Reason says why a placement is rejected.
@@ -163,9 +181,12 @@ func Imbalance(counts map[string]int, healthy []string) (maxCount, minCount int,
 }
 
 // Allowed returns the healthy Infra clusters a new control-plane machine may go to, sorted: those
-// after which max − min is at most 1, and the least-loaded ones.
+// after which max − min is at most 1, and the least-loaded ones; for the bootstrap machine, all.
 func Allowed(in Input) []string {
 	healthy := in.Healthy()
+	if in.Bootstrap {
+		return healthy
+	}
 	counts := Counts(in.Placed, healthy)
 	_, minCount, _, _ := Imbalance(counts, healthy)
 	var allowed []string

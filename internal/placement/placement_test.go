@@ -112,6 +112,47 @@ func TestCheckAdmitsOnlyBalancedHealthyKnownPlacements(t *testing.T) {
 	}
 }
 
+// TestTheBootstrapMachineIsNotSpread: the OpenShift installer's bootstrap machine is admitted in any
+// healthy Infra cluster that takes control planes, whatever the masters' counts, and is not counted.
+func TestTheBootstrapMachineIsNotSpread(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(placement.Spread(map[string]string{"cluster.x-k8s.io/control-plane": ""})).To(BeTrue())
+	g.Expect(placement.Spread(nil)).To(BeTrue())
+	g.Expect(placement.Spread(map[string]string{"cluster.x-k8s.io/control-plane": "", "install.openshift.io/bootstrap": ""})).To(BeFalse())
+	g.Expect(placement.Spread(map[string]string{"install.openshift.io/bootstrap": "true"})).To(BeFalse())
+
+	cases := []struct {
+		name      string
+		domains   []placement.Domain
+		placed    []string
+		requested string
+		want      placement.Reason
+		allowed   []string
+	}{
+		{"beside the only master", domains(), []string{"infra-a"}, "infra-a", "", []string{"infra-a", "infra-b", "infra-c"}},
+		{"beside two masters", domains(), []string{"infra-a", "infra-a", "infra-b"}, "infra-a", "", []string{"infra-a", "infra-b", "infra-c"}},
+		{"not in a lost Infra cluster", domains(lost("infra-c")), []string{"infra-a"}, "infra-c", placement.ReasonUnhealthy, []string{"infra-a", "infra-b"}},
+		{"not in one for workers only", domains(workersOnly("infra-c")), nil, "infra-c", placement.ReasonNotControlPlane, []string{"infra-a", "infra-b"}},
+		{"not in an unknown one", domains(), nil, "infra-z", placement.ReasonUnknown, []string{"infra-a", "infra-b", "infra-c"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			in := placement.Input{Domains: tc.domains, Placed: tc.placed, Requested: tc.requested, Bootstrap: true}
+			err := placement.Check(in)
+			if tc.want == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+			} else {
+				g.Expect(reasonOf(err)).To(Equal(tc.want), "error: %v", err)
+			}
+			g.Expect(placement.Allowed(in)).To(Equal(tc.allowed))
+		})
+	}
+	chosen, err := placement.Choose(placement.Input{Domains: domains(), Placed: []string{"infra-a", "infra-b"}, Bootstrap: true})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(chosen).To(Equal("infra-c"), "defaulted, it goes where the masters are fewest")
+}
+
 func TestRejectionMessagesNameCountsAndChoices(t *testing.T) {
 	cases := []struct {
 		name string

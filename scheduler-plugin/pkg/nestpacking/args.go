@@ -27,7 +27,7 @@ const (
 	DefaultRoleLabelKey          = "cluster.x-k8s.io/role"
 	DefaultControlPlaneRoleValue = "control-plane"
 	// DefaultBootstrapMachineLabelKey marks the OpenShift installer's temporary bootstrap VM, a
-	// control-plane VM that the provider's anti-affinity leaves out (internal/kubevirt
+	// control-plane VM that the provider's anti-affinity leaves out (the provider's api/v1alpha1
 	// BootstrapMachineLabel).
 	DefaultBootstrapMachineLabelKey = "install.openshift.io/bootstrap"
 )
