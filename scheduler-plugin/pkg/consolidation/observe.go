@@ -5,9 +5,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	resourcehelper "k8s.io/component-helpers/resource"
+	v1helper "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
+	schedulerhelper "k8s.io/kubernetes/pkg/scheduler/framework/plugins/helper"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
@@ -31,7 +36,8 @@ type Observed struct {
 }
 
 // Labels are the pod labels that mark a tenant's control-plane VMs; nestpacking's defaults
-// (DefaultClusterNameLabelKey, ...) are the provider's.
+// (DefaultClusterNameLabelKey, ...) are the provider's. They also spell the provider's
+// control-plane anti-affinity term, the one pod anti-affinity term the planner models.
 type Labels struct {
 	ClusterName, Role, ControlPlaneRole string
 	// Exempt, when set, is a label key whose VMs the one-per-node rule leaves out, as the
@@ -40,7 +46,7 @@ type Labels struct {
 }
 
 // StateOf reduces what the consolidator listed to what PlanMigrations decides on:
-//   - a node is Unschedulable when cordoned, not Ready, or tainted NoSchedule or NoExecute;
+//   - a node is Unschedulable when cordoned or not Ready;
 //   - a node's Requested sums the requests of its pods that have not finished and are not the
 //     launcher of a VM below: other workloads, and a migration's target launcher;
 //   - a VM is a Running VMI with its active virt-launcher pod (label kubevirt.io/created-by =
@@ -51,6 +57,12 @@ type Labels struct {
 //   - its DisruptionBudgets are the PodDisruptionBudgets of its namespace that select its pod,
 //     except KubeVirt's own per-VMI budget (controlled by the VMI): that one guards the VM
 //     against eviction, and a live migration starts its target before the source goes;
+//   - its AllowedNodes are the nodes its pod's nodeSelector and required node affinity match and
+//     whose NoSchedule and NoExecute taints its tolerations tolerate, as the scheduler filters
+//     them (tolerations with operator Lt or Gt, behind an alpha feature gate, tolerate nothing);
+//   - a VM whose pod has required pod affinity, or required pod anti-affinity other than the
+//     provider's control-plane term (which ControlPlaneOf stands for), is allowed no node: the
+//     planner does not model those terms, and a move it cannot check is not planned;
 //   - Migrating counts the migrations that have not finished; their VMIs' nodes are Draining,
 //     and their targets (KubeVirt's, or the node addedNodeSelector pins) Receiving.
 func StateOf(o Observed, l Labels) State {
@@ -125,6 +137,7 @@ func StateOf(o Observed, l Labels) State {
 		if cluster := pod.Labels[l.ClusterName]; cluster != "" && pod.Labels[l.Role] == l.ControlPlaneRole && !hasLabel(pod, l.Exempt) {
 			vm.ControlPlaneOf = pod.Namespace + "/" + cluster
 		}
+		vm.AllowedNodes = allowedNodes(pod, vm.ControlPlaneOf != "", o.Nodes, l)
 		for _, b := range o.PDBs {
 			if b.Namespace == pod.Namespace && !controlledByVMI(b.OwnerReferences) && selects(b.Spec.Selector, pod.Labels) {
 				vm.DisruptionBudgets = append(vm.DisruptionBudgets, b.Namespace+"/"+b.Name)
@@ -154,17 +167,75 @@ func schedulable(n *corev1.Node) bool {
 	if n.Spec.Unschedulable {
 		return false
 	}
-	for _, t := range n.Spec.Taints {
-		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
-			return false
-		}
-	}
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false
+}
+
+// allowedNodes are the nodes the launcher pod may be placed on by its own placement (see
+// StateOf); controlPlane tells whether the VM is one of its tenant's control-plane VMs, whose
+// anti-affinity term the one-per-node rule stands for. A pod allowed on every node gets the
+// unrestricted set rather than a copy of the node list: most VMs restrict nothing.
+func allowedNodes(pod *corev1.Pod, controlPlane bool, nodes []corev1.Node, l Labels) NodeSet {
+	if unmodeledPodAffinity(pod, controlPlane, l) {
+		return OnlyNodes()
+	}
+	affinity := nodeaffinity.GetRequiredNodeAffinity(pod)
+	var names []string
+	for i := range nodes {
+		n := &nodes[i]
+		// A node affinity that does not parse matches no node, as in the scheduler's filter.
+		if ok, err := affinity.Match(n); err != nil || !ok {
+			continue
+		}
+		if _, untolerated := v1helper.FindMatchingUntoleratedTaint(klog.Background(), n.Spec.Taints, pod.Spec.Tolerations, schedulerhelper.DoNotScheduleTaintsFilterFunc(), false); untolerated {
+			continue
+		}
+		names = append(names, n.Name)
+	}
+	if len(names) == len(nodes) {
+		return NodeSet{}
+	}
+	return OnlyNodes(names...)
+}
+
+// unmodeledPodAffinity tells whether the pod's required pod affinity or anti-affinity has a term
+// the planner does not model: any term but the provider's control-plane anti-affinity on a
+// control-plane VM of the tenant it names.
+func unmodeledPodAffinity(pod *corev1.Pod, controlPlane bool, l Labels) bool {
+	a := pod.Spec.Affinity
+	if a == nil {
+		return false
+	}
+	if a.PodAffinity != nil && len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
+		return true
+	}
+	if a.PodAntiAffinity == nil {
+		return false
+	}
+	for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+		if !controlPlane || !equality.Semantic.DeepEqual(term, controlPlaneAntiAffinity(pod.Labels[l.ClusterName], l)) {
+			return true
+		}
+	}
+	return false
+}
+
+// controlPlaneAntiAffinity is the term the provider puts on the control-plane VMs of cluster
+// (internal/kubevirt ControlPlaneAntiAffinityTerm) with l's label keys: none of the cluster's
+// other control-plane VMs, the Exempt one aside, on the same node.
+func controlPlaneAntiAffinity(cluster string, l Labels) corev1.PodAffinityTerm {
+	term := corev1.PodAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{l.ClusterName: cluster, l.Role: l.ControlPlaneRole}},
+		TopologyKey:   corev1.LabelHostname,
+	}
+	if l.Exempt != "" {
+		term.LabelSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: l.Exempt, Operator: metav1.LabelSelectorOpDoesNotExist}}
+	}
+	return term
 }
 
 func liveMigrates(vmi *kubevirtv1.VirtualMachineInstance, clusterDefault *kubevirtv1.EvictionStrategy) bool {

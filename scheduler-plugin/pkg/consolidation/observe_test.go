@@ -57,6 +57,27 @@ func launcher(vmi kubevirtv1.VirtualMachineInstance, extraLabels map[string]stri
 	}
 }
 
+// labelled adds a label to the node.
+func labelled(n corev1.Node, key, value string) corev1.Node {
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels[key] = value
+	return n
+}
+
+// controlPlaneAffinity is the anti-affinity the provider renders on a control-plane VM of
+// cluster (internal/kubevirt ControlPlaneAntiAffinityTerm), as testLabels spell it.
+func controlPlaneAffinity(cluster string) *corev1.Affinity {
+	return &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+		LabelSelector: &metav1.LabelSelector{
+			MatchLabels:      map[string]string{"cluster.x-k8s.io/cluster-name": cluster, "cluster.x-k8s.io/role": "control-plane"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "install.openshift.io/bootstrap", Operator: metav1.LabelSelectorOpDoesNotExist}},
+		},
+		TopologyKey: corev1.LabelHostname,
+	}}}}
+}
+
 func vmState(name, node string) VM {
 	return VM{Name: "vms/" + name, Node: node, Migratable: true, Requests: Resources{corev1.ResourceCPU: 8000, corev1.ResourceMemory: 32 << 30, corev1.ResourcePods: 1}}
 }
@@ -216,22 +237,116 @@ func TestStateOf(t *testing.T) {
 			},
 		},
 		{
-			name: "cordoned, tainted and not-Ready nodes receive nothing",
+			name: "cordoned and not-Ready nodes receive nothing",
 			in: func() Observed {
-				cordoned, tainted, notReady := readyNode("c"), readyNode("t"), readyNode("r")
+				cordoned, notReady := readyNode("c"), readyNode("r")
 				cordoned.Spec.Unschedulable = true
-				tainted.Spec.Taints = []corev1.Taint{{Key: "maintenance", Effect: corev1.TaintEffectNoSchedule}}
 				notReady.Status.Conditions[0].Status = corev1.ConditionFalse
-				return Observed{Nodes: []corev1.Node{cordoned, tainted, notReady}}
+				return Observed{Nodes: []corev1.Node{cordoned, notReady}}
 			}(),
 			want: func() State {
 				var s State
-				for _, name := range []string{"c", "t", "r"} {
+				for _, name := range []string{"c", "r"} {
 					n := nodeState(name)
 					n.Unschedulable = true
 					s.Nodes = append(s.Nodes, n)
 				}
 				return s
+			}(),
+		},
+		{
+			name: "a VM is allowed the nodes its nodeSelector matches",
+			in: func() Observed {
+				n1, n2, n3 := labelled(readyNode("n1"), "disk", "ssd"), labelled(readyNode("n2"), "disk", "ssd"), readyNode("n3")
+				p := launcher(vmi, nil)
+				p.Spec.NodeSelector = map[string]string{"disk": "ssd"}
+				return Observed{Nodes: []corev1.Node{n1, n2, n3}, VMIs: []kubevirtv1.VirtualMachineInstance{vmi}, Pods: []corev1.Pod{p}}
+			}(),
+			want: State{Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3")}, VMs: []VM{allowedOn(vmState("a", "n1"), "n1", "n2")}},
+		},
+		{
+			name: "a VM is allowed the nodes its required node affinity matches",
+			in: func() Observed {
+				n1, n2, n3 := labelled(readyNode("n1"), corev1.LabelTopologyZone, "a"), labelled(readyNode("n2"), corev1.LabelTopologyZone, "b"), labelled(readyNode("n3"), corev1.LabelTopologyZone, "c")
+				p := launcher(vmi, nil)
+				p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelTopologyZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"a", "c"}}}}},
+				}}}
+				return Observed{Nodes: []corev1.Node{n1, n2, n3}, VMIs: []kubevirtv1.VirtualMachineInstance{vmi}, Pods: []corev1.Pod{p}}
+			}(),
+			want: State{Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3")}, VMs: []VM{allowedOn(vmState("a", "n1"), "n1", "n3")}},
+		},
+		{
+			name: "a node tainted NoSchedule or NoExecute receives only the VMs that tolerate the taint; PreferNoSchedule keeps none off",
+			in: func() Observed {
+				dedicated, evicting, soft := readyNode("dedicated"), readyNode("evicting"), readyNode("soft")
+				dedicated.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}}
+				evicting.Spec.Taints = []corev1.Taint{{Key: "maintenance", Effect: corev1.TaintEffectNoExecute}}
+				soft.Spec.Taints = []corev1.Taint{{Key: "busy", Effect: corev1.TaintEffectPreferNoSchedule}}
+				plain, db, everywhere := running("plain", "n1"), running("db", "dedicated"), running("everywhere", "n1")
+				dbPod, everywherePod := launcher(db, nil), launcher(everywhere, nil)
+				dbPod.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoSchedule}}
+				everywherePod.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), dedicated, evicting, soft},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{plain, db, everywhere},
+					Pods:  []corev1.Pod{launcher(plain, nil), dbPod, everywherePod},
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), nodeState("dedicated"), nodeState("evicting"), nodeState("soft")},
+				VMs: []VM{
+					allowedOn(vmState("plain", "n1"), "n1", "soft"),
+					allowedOn(vmState("db", "dedicated"), "n1", "dedicated", "soft"),
+					vmState("everywhere", "n1"),
+				},
+			},
+		},
+		{
+			name: "a VM whose launcher has required pod affinity or anti-affinity the planner does not model is allowed no node; preferred terms restrict nothing",
+			in: func() Observed {
+				together, apart, preferring := running("together", "n1"), running("apart", "n1"), running("preferring", "n1")
+				togetherPod, apartPod, preferringPod := launcher(together, nil), launcher(apart, nil), launcher(preferring, nil)
+				term := corev1.PodAffinityTerm{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, TopologyKey: corev1.LabelHostname}
+				togetherPod.Spec.Affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{term}}}
+				apartPod.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{term}}}
+				preferringPod.Spec.Affinity = &corev1.Affinity{
+					PodAffinity:     &corev1.PodAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 1, PodAffinityTerm: term}}},
+					PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 1, PodAffinityTerm: term}}},
+				}
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), readyNode("n2")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{together, apart, preferring},
+					Pods:  []corev1.Pod{togetherPod, apartPod, preferringPod},
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), nodeState("n2")},
+				VMs:   []VM{allowedOn(vmState("together", "n1")), allowedOn(vmState("apart", "n1")), vmState("preferring", "n1")},
+			},
+		},
+		{
+			name: "the provider's control-plane anti-affinity is modelled on a control-plane VM of the tenant it names, and on no other VM (a worker, a control-plane VM whose term names another tenant)",
+			in: func() Observed {
+				master, devTerm, worker := running("master", "n1"), running("dev-term", "n1"), running("worker", "n1")
+				cp := map[string]string{"cluster.x-k8s.io/cluster-name": "prod", "cluster.x-k8s.io/role": "control-plane"}
+				masterPod, devTermPod, workerPod := launcher(master, cp), launcher(devTerm, cp), launcher(worker, map[string]string{"cluster.x-k8s.io/cluster-name": "prod", "cluster.x-k8s.io/role": "worker"})
+				masterPod.Spec.Affinity = controlPlaneAffinity("prod")
+				devTermPod.Spec.Affinity = controlPlaneAffinity("dev")
+				workerPod.Spec.Affinity = controlPlaneAffinity("prod")
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), readyNode("n2")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{master, devTerm, worker},
+					Pods:  []corev1.Pod{masterPod, devTermPod, workerPod},
+				}
+			}(),
+			want: func() State {
+				master, devTerm := vmState("master", "n1"), vmState("dev-term", "n1")
+				master.ControlPlaneOf, devTerm.ControlPlaneOf = "vms/prod", "vms/prod"
+				return State{
+					Nodes: []Node{nodeState("n1"), nodeState("n2")},
+					VMs:   []VM{master, allowedOn(devTerm), allowedOn(vmState("worker", "n1"))},
+				}
 			}(),
 		},
 		{
@@ -260,7 +375,7 @@ func TestStateOf(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := StateOf(tt.in, testLabels)
-			if diff := cmp.Diff(tt.want, got, cmpEmptyMaps); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpEmptyMaps, cmp.AllowUnexported(NodeSet{})); diff != "" {
 				t.Errorf("StateOf() mismatch (-want +got):\n%s", diff)
 			}
 		})

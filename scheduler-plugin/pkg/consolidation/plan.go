@@ -27,8 +27,9 @@ type Node struct {
 	Allocatable Resources
 	// Requested is what the node's pods other than VMs request (DaemonSets, agents): it stays.
 	Requested Resources
-	// Unschedulable nodes (cordoned, tainted NoSchedule, not Ready) receive no VM; their VMs may
-	// still move away.
+	// Unschedulable nodes (cordoned, not Ready) receive no VM; their VMs may still move away. A
+	// node's taints are no part of it: they keep off only the VMs that do not tolerate them (see
+	// VM.AllowedNodes).
 	Unschedulable bool
 	// Receiving nodes are the targets of migrations in flight: they are not emptied.
 	Receiving bool
@@ -52,6 +53,32 @@ type VM struct {
 	ControlPlaneOf string
 	// DisruptionBudgets names the PodDisruptionBudgets that select the VM's pod.
 	DisruptionBudgets []string
+	// AllowedNodes are the nodes the VM's own placement lets its virt-launcher pod run on: the
+	// migration's target pod is scheduled with it, so a target outside it leaves the migration
+	// pending until it fails. Its zero value restricts nothing.
+	AllowedNodes NodeSet
+}
+
+// NodeSet is the set of nodes a VM may run on. Its zero value holds every node; OnlyNodes holds
+// the nodes it names and no other, none at all without names. "No restriction" and "no node" are
+// thus two values that an empty list of names cannot be mistaken for.
+type NodeSet struct {
+	restricted bool
+	names      map[string]bool
+}
+
+// OnlyNodes is the set of the named nodes.
+func OnlyNodes(names ...string) NodeSet {
+	s := NodeSet{restricted: true, names: map[string]bool{}}
+	for _, n := range names {
+		s.names[n] = true
+	}
+	return s
+}
+
+// Has tells whether the set holds the node.
+func (s NodeSet) Has(node string) bool {
+	return !s.restricted || s.names[node]
 }
 
 // State is the Infra cluster as the planner sees it.
@@ -91,6 +118,7 @@ type Plan struct {
 //   - only Migratable VMs move;
 //   - the VMs moved from the nodes of one plan disrupt no PodDisruptionBudget beyond its
 //     disruptionsAllowed;
+//   - a target is one of the VM's AllowedNodes;
 //   - a target runs no control-plane VM of the same tenant, counting the VMs moved there;
 //   - a target is schedulable, already runs VMs, is not being emptied (by this plan or by a
 //     migration in flight), and has room for the requests of what it runs plus what moves there
@@ -273,7 +301,8 @@ func (c *cluster) target(vm VM, src string) string {
 	best, bestQuality := "", int64(-1)
 	for _, name := range c.order {
 		n := c.nodes[name]
-		if name == src || n.Unschedulable || n.Draining || len(c.vmsOn[name]) == 0 || (vm.ControlPlaneOf != "" && c.controlPlanes[name][vm.ControlPlaneOf]) {
+		if name == src || n.Unschedulable || n.Draining || len(c.vmsOn[name]) == 0 || !vm.AllowedNodes.Has(name) ||
+			(vm.ControlPlaneOf != "" && c.controlPlanes[name][vm.ControlPlaneOf]) {
 			continue
 		}
 		fits, q := c.fit(vm, name)

@@ -39,6 +39,12 @@ func inBudget(v VM, budgets ...string) VM {
 	return v
 }
 
+// allowedOn restricts the VM to the named nodes: none, without names.
+func allowedOn(v VM, nodes ...string) VM {
+	v.AllowedNodes = OnlyNodes(nodes...)
+	return v
+}
+
 func TestPlanMigrations(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -200,6 +206,33 @@ func TestPlanMigrations(t *testing.T) {
 			want: Plan{Migrations: []Migration{{VM: "c1", From: "c", To: "a"}, {VM: "c2", From: "c", To: "a"}}, Emptied: []string{"c"}},
 		},
 		{
+			// a, the fullest, would fit c1 best; c1's placement allows b and c only (the nodes
+			// of a dedicated pool, say). a's VMs cannot move, so that a stays a target.
+			name: "a VM goes only to a node its own placement allows",
+			state: State{
+				Nodes: []Node{node("a"), node("b"), node("c")},
+				VMs: []VM{
+					notMigratable(vm("a1", "a", 32)), notMigratable(vm("a2", "a", 32)), notMigratable(vm("a3", "a", 32)),
+					allowedOn(vm("b1", "b", 32), "b", "c"), allowedOn(vm("b2", "b", 32), "b", "c"), allowedOn(vm("c1", "c", 32), "b", "c"),
+				},
+			},
+			opts: Options{MaxInFlight: 5},
+			want: Plan{Migrations: []Migration{{VM: "c1", From: "c", To: "b"}}, Emptied: []string{"c"}},
+		},
+		{
+			// Without b2's placement, b1 and b2 would move to a.
+			name: "all or nothing: a node one of whose VMs may run on no other node keeps all its VMs",
+			state: State{
+				Nodes: []Node{node("a"), node("b")},
+				VMs: []VM{
+					notMigratable(vm("a1", "a", 32)), notMigratable(vm("a2", "a", 32)), notMigratable(vm("a3", "a", 32)),
+					vm("b1", "b", 32), allowedOn(vm("b2", "b", 32), "b"),
+				},
+			},
+			opts: Options{MaxInFlight: 5},
+			want: Plan{},
+		},
+		{
 			name:  "nothing runs: nothing to do",
 			state: State{Nodes: []Node{node("a")}},
 			opts:  Options{MaxInFlight: 5},
@@ -218,3 +251,24 @@ func TestPlanMigrations(t *testing.T) {
 
 // cmpEmpty treats a nil and an empty list alike.
 var cmpEmpty = cmp.FilterValues(func(a, b []Migration) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
+
+func TestNodeSet(t *testing.T) {
+	tests := []struct {
+		name string
+		set  NodeSet
+		node string
+		want bool
+	}{
+		{name: "the zero set restricts nothing", set: NodeSet{}, node: "a", want: true},
+		{name: "OnlyNodes holds the nodes it names", set: OnlyNodes("a", "b"), node: "b", want: true},
+		{name: "OnlyNodes holds no node it does not name", set: OnlyNodes("a"), node: "b", want: false},
+		{name: "OnlyNodes without names holds no node", set: OnlyNodes(), node: "a", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.set.Has(tt.node); got != tt.want {
+				t.Errorf("Has(%q) = %v, want %v", tt.node, got, tt.want)
+			}
+		})
+	}
+}

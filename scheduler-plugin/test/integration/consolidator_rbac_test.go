@@ -178,22 +178,7 @@ func consolidationScenario(ctx context.Context, t *testing.T, c client.Client, c
 // virt-launcher pod bound there for scheduler (the suite of its node selector is the namespace).
 func createVM(ctx context.Context, t *testing.T, c client.Client, clientset kubernetes.Interface, namespace, scheduler, name, node string, strategy kubevirtv1.EvictionStrategy) {
 	t.Helper()
-	vmi := &kubevirtv1.VirtualMachineInstance{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec:       kubevirtv1.VirtualMachineInstanceSpec{EvictionStrategy: ptr.To(strategy), Domain: kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{}}},
-	}
-	if err := c.Create(ctx, vmi); err != nil {
-		t.Fatalf("creating VMI %s: %v", name, err)
-	}
-	// The CRD has no status subresource: status is written with the object.
-	vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{
-		Phase:      kubevirtv1.Running,
-		NodeName:   node,
-		Conditions: []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: v1.ConditionTrue}},
-	}
-	if err := c.Update(ctx, vmi); err != nil {
-		t.Fatalf("reporting VMI %s running on %s: %v", name, node, err)
-	}
+	vmi := createRunningVMI(ctx, t, c, namespace, name, node, strategy)
 	pod := vmPod(namespace, "virt-launcher-"+name, namespace, node, "8", "32Gi", map[string]string{kubevirtv1.CreatedByLabel: string(vmi.UID)})
 	pod.Spec.SchedulerName = scheduler
 	createPod(ctx, t, clientset, pod)

@@ -51,26 +51,7 @@ func TestConsolidatorCreatesMigrations(t *testing.T) {
 	// allows no disruption. Only cons-2 can be emptied, onto cons-1.
 	vm := func(name, node string, strategy kubevirtv1.EvictionStrategy, labels map[string]string) {
 		t.Helper()
-		vmi := &kubevirtv1.VirtualMachineInstance{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: kubevirtv1.VirtualMachineInstanceSpec{
-				EvictionStrategy: ptr.To(strategy),
-				Domain:           kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{}},
-			},
-		}
-		if err := c.Create(ctx, vmi); err != nil {
-			t.Fatalf("creating VMI %s: %v", name, err)
-		}
-		// The CRD has no status subresource: status is written with the object, as KubeVirt's
-		// virt-handler would report it.
-		vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{
-			Phase:      kubevirtv1.Running,
-			NodeName:   node,
-			Conditions: []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: v1.ConditionTrue}},
-		}
-		if err := c.Update(ctx, vmi); err != nil {
-			t.Fatalf("reporting VMI %s running on %s: %v", name, node, err)
-		}
+		vmi := createRunningVMI(ctx, t, c, ns, name, node, strategy)
 		l := map[string]string{kubevirtv1.CreatedByLabel: string(vmi.UID)}
 		for k, v := range labels {
 			l[k] = v
@@ -128,6 +109,90 @@ func TestConsolidatorCreatesMigrations(t *testing.T) {
 	}
 	if got := len(listMigrations(ctx, t, c, ns)); got != 1 {
 		t.Errorf("%d migrations after the second round, want still 1", got)
+	}
+}
+
+// TestConsolidatorMovesAVMOnlyWhereItsNodeSelectorAllows runs a round in which the node that
+// would fit a VM best is one its virt-launcher pod's nodeSelector excludes: the VM migrates to
+// the node that matches, where the scheduler can place its target launcher.
+func TestConsolidatorMovesAVMOnlyWhereItsNodeSelectorAllows(t *testing.T) {
+	ctx := t.Context()
+	restConfig := apiServer(t)
+	installKubeVirtCRDs(t, restConfig)
+	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	// The namespace, the suite of the nodes and the scheduler share a name: no other test's VMs
+	// count (createVM).
+	const p, diskLabel = "nodeselector", "nest.test/disk"
+	createNamespace(ctx, t, clientset, p)
+	createNodes(ctx, t, clientset, p, p+"-full", p+"-ssd", p+"-picky")
+	labelNode(ctx, t, clientset, p+"-ssd", diskLabel, "ssd")
+	labelNode(ctx, t, clientset, p+"-picky", diskLabel, "ssd")
+
+	// p-full runs three VMs and p-ssd one, none of which may move; p-picky runs the one VM that
+	// may, whose launcher selects the ssd nodes. p-full, the fullest, would fit it best.
+	for _, name := range []string{"full-a", "full-b", "full-c"} {
+		createVM(ctx, t, c, clientset, p, p, name, p+"-full", kubevirtv1.EvictionStrategyNone)
+	}
+	createVM(ctx, t, c, clientset, p, p, "ssd", p+"-ssd", kubevirtv1.EvictionStrategyNone)
+	vmi := createRunningVMI(ctx, t, c, p, "picky", p+"-picky", kubevirtv1.EvictionStrategyLiveMigrate)
+	pod := vmPod(p, "virt-launcher-picky", p, p+"-picky", "8", "32Gi", map[string]string{kubevirtv1.CreatedByLabel: string(vmi.UID)})
+	pod.Spec.SchedulerName = p
+	pod.Spec.NodeSelector[diskLabel] = "ssd"
+	createPod(ctx, t, clientset, pod)
+
+	plan, err := consolidatorFor(c, p).RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("consolidation round: %v", err)
+	}
+	if want := (consolidation.Migration{VM: p + "/picky", From: p + "-picky", To: p + "-ssd"}); len(plan.Migrations) != 1 || plan.Migrations[0] != want {
+		t.Fatalf("planned %+v, want [%+v]", plan.Migrations, want)
+	}
+	if got := listMigrations(ctx, t, c, p); len(got) != 1 || got[0].Spec.AddedNodeSelector[v1.LabelHostname] != p+"-ssd" {
+		t.Errorf("migrations %+v, want one pinned to %s", got, p+"-ssd")
+	}
+}
+
+// createRunningVMI creates, in namespace, a VMI that KubeVirt reports running on node; its
+// virt-launcher pod is the caller's to create.
+func createRunningVMI(ctx context.Context, t *testing.T, c client.Client, namespace, name, node string, strategy kubevirtv1.EvictionStrategy) *kubevirtv1.VirtualMachineInstance {
+	t.Helper()
+	vmi := &kubevirtv1.VirtualMachineInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: kubevirtv1.VirtualMachineInstanceSpec{
+			EvictionStrategy: ptr.To(strategy),
+			Domain:           kubevirtv1.DomainSpec{Devices: kubevirtv1.Devices{}},
+		},
+	}
+	if err := c.Create(ctx, vmi); err != nil {
+		t.Fatalf("creating VMI %s: %v", name, err)
+	}
+	// The CRD has no status subresource: status is written with the object, as KubeVirt's
+	// virt-handler would report it.
+	vmi.Status = kubevirtv1.VirtualMachineInstanceStatus{
+		Phase:      kubevirtv1.Running,
+		NodeName:   node,
+		Conditions: []kubevirtv1.VirtualMachineInstanceCondition{{Type: kubevirtv1.VirtualMachineInstanceIsMigratable, Status: v1.ConditionTrue}},
+	}
+	if err := c.Update(ctx, vmi); err != nil {
+		t.Fatalf("reporting VMI %s running on %s: %v", name, node, err)
+	}
+	return vmi
+}
+
+// labelNode adds a label to a node, as an operator marks a pool of nodes.
+func labelNode(ctx context.Context, t *testing.T, clientset kubernetes.Interface, name, key, value string) {
+	t.Helper()
+	n, err := clientset.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[key] = value
+	if _, err := clientset.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("labelling node %s %s=%s: %v", name, key, value, err)
 	}
 }
 
