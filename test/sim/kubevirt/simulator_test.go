@@ -538,3 +538,46 @@ func TestLosingTheLauncherPodFailsTheVMIAndAlwaysRestartsIt(t *testing.T) {
 		g.Expect(launcherPods(ctx, g, ns, first)).To(BeEmpty(), "the old launcher pod is gone")
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 }
+
+// TestARestartedSimulatorLeavesRunningVMIsRunning: virt-handler restarting does not boot the guests
+// of its node again. A simulator that starts over a VMI already Running (the sandbox restarts its
+// Infra clusters' simulators) must not count the boot delay from its own start and put the VMI
+// back in Scheduling meanwhile: the provider would see its machine's VM stop running.
+func TestARestartedSimulatorLeavesRunningVMIsRunning(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	const delay = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kv-"}}
+	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
+	opts := kubevirt.Options{SelfSchedule: true, BootDelay: delay, Namespaces: []string{ns.Name}, ID: uint8(simIDs.Add(1))}
+	run := func(ctx context.Context) *kubevirt.Simulator {
+		sim, err := kubevirt.Run(ctx, env.Config, opts)
+		g.Expect(err).NotTo(HaveOccurred())
+		return sim
+	}
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	first := run(firstCtx)
+	infra := infraNodes(t, 1, nil)
+	g.Expect(env.Client.Create(ctx, newVM(ns.Name, "vm-restart", selectorOf(infra)))).To(Succeed())
+	var before *kubevirtv1.VirtualMachineInstance
+	g.Eventually(func(g Gomega) {
+		before = getVMI(ctx, ns.Name, "vm-restart")(g)
+		g.Expect(before.Status.Phase).To(Equal(kubevirtv1.Running))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	stopFirst()
+	<-first.Done()
+	g.Expect(first.Err()).NotTo(HaveOccurred())
+
+	second := run(ctx)
+	g.Consistently(func(g Gomega) {
+		vmi := getVMI(ctx, ns.Name, "vm-restart")(g)
+		g.Expect(vmi.Status.Phase).To(Equal(kubevirtv1.Running), "the restarted simulator took the VMI out of Running")
+		g.Expect(vmi.UID).To(Equal(before.UID))
+		g.Expect(vmi.Status.NodeName).To(Equal(before.Status.NodeName))
+	}).WithTimeout(3 * delay).WithPolling(poll).Should(Succeed())
+	cancel()
+	<-second.Done()
+	g.Expect(second.Err()).NotTo(HaveOccurred())
+}

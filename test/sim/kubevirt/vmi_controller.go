@@ -148,18 +148,22 @@ func (s *Simulator) reconcileVMI(ctx context.Context, req reconcile.Request) (re
 		pod.Spec.NodeName = node
 	}
 
-	waiting := vmi.DeepCopy()
-	setVMIPhase(&waiting.Status, kubevirtv1.Scheduling, now)
-	removeVMICondition(&waiting.Status, kubevirtv1.VirtualMachineInstanceConditionType(corev1.PodScheduled))
-	if failure := failureOf(annotated...); failure == FailErrImagePull || failure == FailImagePullBackOff {
-		if err := s.setPodWaiting(ctx, pod, failure); err != nil {
-			return reconcile.Result{}, err
+	// A VMI that runs on its pod's node has booted: a simulator started after that (virt-handler
+	// restarted) neither pulls the image again nor counts the boot delay from its own start.
+	if booted := vmi.Status.Phase == kubevirtv1.Running && vmi.Status.NodeName == pod.Spec.NodeName; !booted {
+		waiting := vmi.DeepCopy()
+		setVMIPhase(&waiting.Status, kubevirtv1.Scheduling, now)
+		removeVMICondition(&waiting.Status, kubevirtv1.VirtualMachineInstanceConditionType(corev1.PodScheduled))
+		if failure := failureOf(annotated...); failure == FailErrImagePull || failure == FailImagePullBackOff {
+			if err := s.setPodWaiting(ctx, pod, failure); err != nil {
+				return reconcile.Result{}, err
+			}
+			return reconcile.Result{}, s.writeVMI(ctx, vmi, waiting)
 		}
-		return reconcile.Result{}, s.writeVMI(ctx, vmi, waiting)
-	}
-	delay := delayFrom(BootDelayAnnotation, s.opts.BootDelay, annotated...)
-	if left := s.clock.Remaining(vmi.UID, stageBound, delay); left > 0 {
-		return reconcile.Result{RequeueAfter: left}, s.writeVMI(ctx, vmi, waiting)
+		delay := delayFrom(BootDelayAnnotation, s.opts.BootDelay, annotated...)
+		if left := s.clock.Remaining(vmi.UID, stageBound, delay); left > 0 {
+			return reconcile.Result{RequeueAfter: left}, s.writeVMI(ctx, vmi, waiting)
+		}
 	}
 
 	podIP, err := s.runPod(ctx, pod)
