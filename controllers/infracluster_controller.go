@@ -244,17 +244,8 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 	}
 	ref := ic.Spec.KubeconfigSecretRef
 	key := client.ObjectKey{Namespace: r.ProviderNamespace, Name: ref.Name}
-	// Probes come every few seconds and the Secret rarely changes: the metadata the manager caches
-	// (the controller watches it) tells whether the connection was built from this version.
-	if c, ok := r.Registry.Lookup(ic.Name); ok {
-		if m, err := r.secretMetadata(ctx, key); err == nil {
-			if read, ok := r.kubeconfigsRead.Load(ic.Name); ok {
-				read := read.(kubeconfigRead)
-				if read.uid == m.UID && read.resourceVersion == m.ResourceVersion && sameIdentity(c, read.identity) {
-					return c, nil
-				}
-			}
-		}
+	if c := r.connectionOfCachedSecret(ctx, ic.Name, key); c != nil {
+		return c, nil
 	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, key, secret); err != nil {
@@ -285,6 +276,29 @@ func (r *InfraClusterReconciler) connection(ctx context.Context, ic *infrav1.Inf
 		return nil, &reasonError{reason: infrav1.KubeconfigInvalidReason, err: err}
 	}
 	return conn, nil
+}
+
+// connectionOfCachedSecret is the Infra cluster's connection when it was built from the version of
+// the kubeconfig Secret the manager's cache holds now, or nil. Probes come every few seconds and the
+// Secret rarely changes: the metadata the manager caches (the controller watches it) tells whether
+// the Secret must be read again, without a request.
+func (r *InfraClusterReconciler) connectionOfCachedSecret(ctx context.Context, name string, key client.ObjectKey) *infra.Connection {
+	c, ok := r.Registry.Lookup(name)
+	if !ok {
+		return nil
+	}
+	v, ok := r.kubeconfigsRead.Load(name)
+	if !ok {
+		return nil
+	}
+	m, err := r.secretMetadata(ctx, key)
+	if err != nil {
+		return nil
+	}
+	if read := v.(kubeconfigRead); read.uid != m.UID || read.resourceVersion != m.ResourceVersion || !sameIdentity(c, read.identity) {
+		return nil
+	}
+	return c
 }
 
 func sameIdentity(c *infra.Connection, identity string) bool { return c.Identity() == identity }
