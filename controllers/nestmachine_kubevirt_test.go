@@ -201,13 +201,14 @@ func TestUnreachableInfraDuringDeleteReleasesAfterGraceAndSweepsOnReturn(t *test
 	g := NewWithT(t)
 	ctx := context.Background()
 	ensureThreeInfras(t)
-	ic := registerInfraCluster(t, "infra-z", topo.Infras[2], &infrav1.AllowedNamespaces{})
+	// A name of its own, so that the test can run again in one process (-count).
+	ic := registerInfraCluster(t, uniqueName("infra-z"), topo.Infras[2], &infrav1.AllowedNamespaces{})
 	before := ic.DeepCopy()
 	ic.Spec.OrphanGracePeriodSeconds = ptr.To[int32](2)
 	g.Expect(mgmt.Patch(ctx, ic, client.MergeFrom(before))).To(Succeed())
-	cluster, nc := newTenant(t, "infra-z")
+	cluster, nc := newTenant(t, ic.Name)
 	markInfrastructureProvisioned(t, cluster)
-	_, nm := newMachine(t, cluster, machineOpts{failureDomain: "infra-z", spec: vmSpec()})
+	_, nm := newMachine(t, cluster, machineOpts{failureDomain: ic.Name, spec: vmSpec()})
 	waitProvisioned(t, nm)
 	ns, vmName := tenantNamespace(nc), kubevirt.VMName(nm)
 
