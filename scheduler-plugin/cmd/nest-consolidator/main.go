@@ -57,6 +57,8 @@ func addFlags(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.consolidator.SchedulerName, "scheduler-name", "nest-scheduler", "Consolidate the VMs whose virt-launcher pods this scheduler places.")
 	fs.StringVar(&o.evictionStrategy, "default-eviction-strategy", "",
 		"KubeVirt's cluster-wide evictionStrategy (the KubeVirt CR's spec.configuration.evictionStrategy), for VMs that set none; empty means None.")
+	fs.DurationVar(&o.consolidator.FailedMoveBackoff, "failed-move-backoff", time.Hour,
+		"How long a VM is not moved again to a node one of its consolidation migrations failed to reach (KubeVirt keeps failed migrations for a while).")
 	fs.BoolVar(&o.consolidator.Cordon, "cordon", false,
 		"Cordon the nodes a plan empties before migrating their VMs, and uncordon them (planning nothing) while VMs of --scheduler-name wait for room. Only nodes it cordoned are ever uncordoned.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Plan on the leader only, holding the Lease "+consolidation.LeaderElectionID+" in --leader-election-namespace.")
@@ -83,6 +85,9 @@ func (o *options) complete() error {
 	}
 	if o.consolidator.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("--max-in-flight must be at least 1, got %d", o.consolidator.MaxInFlight))
+	}
+	if o.consolidator.FailedMoveBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("--failed-move-backoff must be positive, got %s", o.consolidator.FailedMoveBackoff))
 	}
 	// Empty would take every VM for nest-scheduler's, and move VMs another scheduler placed.
 	if o.consolidator.SchedulerName == "" {
@@ -129,7 +134,7 @@ func main() {
 		log.Error(err, "Unable to set up the manager")
 		os.Exit(1)
 	}
-	log.Info("Starting manager", "interval", o.consolidator.Interval, "maxInFlight", o.consolidator.MaxInFlight, "cordon", o.consolidator.Cordon)
+	log.Info("Starting manager", "interval", o.consolidator.Interval, "maxInFlight", o.consolidator.MaxInFlight, "failedMoveBackoff", o.consolidator.FailedMoveBackoff, "cordon", o.consolidator.Cordon)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

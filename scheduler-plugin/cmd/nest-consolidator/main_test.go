@@ -99,6 +99,8 @@ func TestInvalidFlagsAreRejectedByName(t *testing.T) {
 		{args: []string{"--interval", "0s"}, want: "--interval must be positive"},
 		{args: []string{"--interval=-1m"}, want: "--interval must be positive"},
 		{args: []string{"--max-in-flight", "0"}, want: "--max-in-flight must be at least 1"},
+		{args: []string{"--failed-move-backoff", "0s"}, want: "--failed-move-backoff must be positive"},
+		{args: []string{"--failed-move-backoff=-1h"}, want: "--failed-move-backoff must be positive"},
 		{args: []string{"--scheduler-name="}, want: "--scheduler-name must not be empty"},
 		{args: []string{"--default-eviction-strategy", "Migrate"}, want: `--default-eviction-strategy "Migrate" is not a KubeVirt evictionStrategy`},
 		{args: []string{"--leader-election-namespace="}, want: "--leader-election-namespace must not be empty"},

@@ -45,6 +45,9 @@ type ConsolidatorOptions struct {
 	// them back (and plans nothing) while VMs of SchedulerName wait for room. Without it, the
 	// consolidator never touches a node.
 	Cordon bool
+	// FailedMoveBackoff is how long a VM is not moved again to a node one of its consolidation
+	// migrations failed to reach (see Observed); zero replans failed moves at once.
+	FailedMoveBackoff time.Duration
 }
 
 // NeedLeaderElection makes the manager run the Consolidator on the leader only.
@@ -106,6 +109,12 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 		}
 	}
 
+	failed := recentlyFailedTargets(o)
+	for _, vmi := range o.VMIs {
+		if nodes := failed[vmi.Namespace+"/"+vmi.Name]; len(nodes) > 0 && vmi.IsRunning() {
+			logger.V(2).Info("Not moving the VM to the nodes a consolidation migration of it recently failed to reach", "vmi", klog.KObj(&vmi), "nodes", nodes, "backoff", c.Options.FailedMoveBackoff)
+		}
+	}
 	plan := PlanMigrations(StateOf(o, c.Options.Labels), Options{MaxInFlight: c.Options.MaxInFlight})
 	notCordoned := map[string]bool{}
 	if c.Options.Cordon {
@@ -197,5 +206,7 @@ func (c *Consolidator) observe(ctx context.Context) (Observed, error) {
 		Migrations:              migrations.Items,
 		SchedulerName:           c.Options.SchedulerName,
 		DefaultEvictionStrategy: c.Options.DefaultEvictionStrategy,
+		Now:                     time.Now(),
+		FailedMoveBackoff:       c.Options.FailedMoveBackoff,
 	}, nil
 }

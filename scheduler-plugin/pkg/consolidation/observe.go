@@ -1,7 +1,9 @@
 package consolidation
 
 import (
+	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -33,6 +35,12 @@ type Observed struct {
 	// DefaultEvictionStrategy is KubeVirt's cluster-wide evictionStrategy (the KubeVirt CR's
 	// spec.configuration.evictionStrategy), for VMIs that set none; nil means None.
 	DefaultEvictionStrategy *kubevirtv1.EvictionStrategy
+	// Now is when the cluster was listed: the failures of consolidation migrations are dated
+	// against it.
+	Now time.Time
+	// FailedMoveBackoff is how long after a consolidation migration failed its target stays out
+	// of its VM's AllowedNodes; zero leaves failures out of account.
+	FailedMoveBackoff time.Duration
 }
 
 // Labels are the pod labels that mark a tenant's control-plane VMs; nestpacking's defaults
@@ -63,6 +71,10 @@ type Labels struct {
 //   - a VM whose pod has required pod affinity, or required pod anti-affinity other than the
 //     provider's control-plane term (which ControlPlaneOf stands for), is allowed no node: the
 //     planner does not model those terms, and a move it cannot check is not planned;
+//   - its AllowedNodes leave out the nodes that the required pod anti-affinity of another pod
+//     keeps its pod off, as the scheduler's InterPodAffinity filter would keep the target
+//     launcher off them (see antiAffinityTerms), and, for FailedMoveBackoff after a consolidation
+//     migration of it failed, that migration's target (see recentlyFailedTargets);
 //   - Migrating counts the migrations that have not finished; their VMIs' nodes are Draining,
 //     and their targets (KubeVirt's, or the node addedNodeSelector pins) Receiving.
 func StateOf(o Observed, l Labels) State {
@@ -121,6 +133,8 @@ func StateOf(o Observed, l Labels) State {
 		}
 	}
 
+	terms := antiAffinityTerms(o.Pods, o.Nodes)
+	failed := recentlyFailedTargets(o)
 	for i := range o.VMIs {
 		vmi := &o.VMIs[i]
 		pod, ok := launchers[string(vmi.UID)+"@"+vmi.Status.NodeName]
@@ -138,6 +152,18 @@ func StateOf(o Observed, l Labels) State {
 			vm.ControlPlaneOf = pod.Namespace + "/" + cluster
 		}
 		vm.AllowedNodes = allowedNodes(pod, vm.ControlPlaneOf != "", o.Nodes, l)
+		out := map[string]bool{}
+		for _, t := range terms {
+			if t.selects(pod) {
+				for _, n := range t.nodes {
+					out[n] = true
+				}
+			}
+		}
+		for _, n := range failed[name] {
+			out[n] = true
+		}
+		vm.AllowedNodes = leaveOut(vm.AllowedNodes, o.Nodes, out)
 		for _, b := range o.PDBs {
 			if b.Namespace == pod.Namespace && !controlledByVMI(b.OwnerReferences) && selects(b.Spec.Selector, pod.Labels) {
 				vm.DisruptionBudgets = append(vm.DisruptionBudgets, b.Namespace+"/"+b.Name)
@@ -154,13 +180,59 @@ func migrationTarget(m *kubevirtv1.VirtualMachineInstanceMigration, vmi *kubevir
 	if st := vmi.Status.MigrationState; st != nil && st.TargetNode != "" {
 		return st.TargetNode
 	}
-	hostname := m.Spec.AddedNodeSelector[corev1.LabelHostname]
+	return nodeOfHostname(m.Spec.AddedNodeSelector[corev1.LabelHostname], nodes)
+}
+
+// nodeOfHostname is the node whose kubernetes.io/hostname label is hostname; failing that,
+// hostname itself, which is most nodes' name too.
+func nodeOfHostname(hostname string, nodes []corev1.Node) string {
 	for _, n := range nodes {
 		if hostname != "" && n.Labels[corev1.LabelHostname] == hostname {
 			return n.Name
 		}
 	}
 	return hostname
+}
+
+// recentlyFailedTargets are, per VM (namespace/name of its VMI), the nodes that consolidation
+// migrations of it (those carrying MigrationLabel) failed to move it to less than
+// o.FailedMoveBackoff before o.Now, sorted. KubeVirt keeps finished migrations for a while; a
+// move that failed — the target launcher pending until KubeVirt gave up, the target refusing the
+// VM — would otherwise be planned again the very next round, and every round after. A failure is
+// dated by the migration's transition to Failed, or its creation if KubeVirt recorded none.
+func recentlyFailedTargets(o Observed) map[string][]string {
+	if o.FailedMoveBackoff <= 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for i := range o.Migrations {
+		m := &o.Migrations[i]
+		hostname := m.Spec.AddedNodeSelector[corev1.LabelHostname]
+		if _, ours := m.Labels[MigrationLabel]; !ours || m.Status.Phase != kubevirtv1.MigrationFailed || hostname == "" {
+			continue
+		}
+		if !o.Now.Before(failedAt(m).Add(o.FailedMoveBackoff)) {
+			continue
+		}
+		vm, node := m.Namespace+"/"+m.Spec.VMIName, nodeOfHostname(hostname, o.Nodes)
+		if !slices.Contains(out[vm], node) {
+			out[vm] = append(out[vm], node)
+		}
+	}
+	for _, nodes := range out {
+		slices.Sort(nodes)
+	}
+	return out
+}
+
+// failedAt is when the migration failed: its transition to Failed, or its creation.
+func failedAt(m *kubevirtv1.VirtualMachineInstanceMigration) time.Time {
+	for _, t := range m.Status.PhaseTransitionTimestamps {
+		if t.Phase == kubevirtv1.MigrationFailed && !t.PhaseTransitionTimestamp.IsZero() {
+			return t.PhaseTransitionTimestamp.Time
+		}
+	}
+	return m.CreationTimestamp.Time
 }
 
 func schedulable(n *corev1.Node) bool {
@@ -200,6 +272,110 @@ func allowedNodes(pod *corev1.Pod, controlPlane bool, nodes []corev1.Node, l Lab
 		return NodeSet{}
 	}
 	return OnlyNodes(names...)
+}
+
+// antiAffinityTerm is a required pod anti-affinity term of a pod that runs, with the nodes it
+// keeps the pods it selects off.
+type antiAffinityTerm struct {
+	pod *corev1.Pod
+	// namespaces are those whose pods the term selects; nil selects every namespace.
+	namespaces map[string]bool
+	selector   labels.Selector
+	nodes      []string
+}
+
+// antiAffinityTerms are the required pod anti-affinity terms of the pods bound to nodes that have
+// not finished, VMs' launchers or not. The scheduler's InterPodAffinity filter keeps an incoming
+// pod off the nodes of such a term's topology domain when the term selects it: the pod's own
+// node for topologyKey kubernetes.io/hostname, every node carrying the same value of any other
+// key as the pod's node (none when that node lacks the key). A term selects the pods of its
+// namespaces, its own pod's when it names none and has no namespaceSelector; the consolidator
+// does not list Namespaces, so a namespaceSelector is taken to select every namespace, and a
+// label selector that does not parse, every pod: a move that cannot be checked is not planned.
+// Only these pods are gone through per VM, not every pod.
+func antiAffinityTerms(pods []corev1.Pod, nodes []corev1.Node) []antiAffinityTerm {
+	labelsOf := map[string]map[string]string{}
+	for _, n := range nodes {
+		labelsOf[n.Name] = n.Labels
+	}
+	var out []antiAffinityTerm
+	for i := range pods {
+		p := &pods[i]
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed ||
+			p.Spec.Affinity == nil || p.Spec.Affinity.PodAntiAffinity == nil {
+			continue
+		}
+		for _, term := range p.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+			t := antiAffinityTerm{pod: p, nodes: domain(term.TopologyKey, p.Spec.NodeName, labelsOf)}
+			if len(t.nodes) == 0 {
+				continue
+			}
+			if term.NamespaceSelector == nil {
+				t.namespaces = map[string]bool{}
+				for _, ns := range term.Namespaces {
+					t.namespaces[ns] = true
+				}
+				if len(term.Namespaces) == 0 {
+					t.namespaces[p.Namespace] = true
+				}
+			}
+			selector, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
+			if err != nil {
+				selector = labels.Everything()
+			}
+			t.selector = selector
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// domain are the nodes in the same topology domain as node for key.
+func domain(key, node string, labelsOf map[string]map[string]string) []string {
+	if key == corev1.LabelHostname {
+		return []string{node}
+	}
+	value, ok := labelsOf[node][key]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for name, l := range labelsOf {
+		if v, ok := l[key]; ok && v == value {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// selects tells whether the term keeps pod off its nodes. A pod's own terms are left to
+// allowedNodes, which allows no node for any but the provider's control-plane term, and to
+// ControlPlaneOf, which stands for that one.
+func (t antiAffinityTerm) selects(pod *corev1.Pod) bool {
+	return t.pod != pod && (t.namespaces == nil || t.namespaces[pod.Namespace]) && t.selector.Matches(labels.Set(pod.Labels))
+}
+
+// leaveOut is s without the nodes in out, and s itself (the unrestricted set included) when it
+// holds none of them.
+func leaveOut(s NodeSet, nodes []corev1.Node, out map[string]bool) NodeSet {
+	if len(out) == 0 {
+		return s
+	}
+	var keep []string
+	changed := false
+	for _, n := range nodes {
+		switch {
+		case !s.Has(n.Name):
+		case out[n.Name]:
+			changed = true
+		default:
+			keep = append(keep, n.Name)
+		}
+	}
+	if !changed {
+		return s
+	}
+	return OnlyNodes(keep...)
 }
 
 // unmodeledPodAffinity tells whether the pod's required pod affinity or anti-affinity has a term

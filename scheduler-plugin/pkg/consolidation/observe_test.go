@@ -2,6 +2,7 @@ package consolidation
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -341,13 +342,154 @@ func TestStateOf(t *testing.T) {
 				}
 			}(),
 			want: func() State {
-				master, devTerm := vmState("master", "n1"), vmState("dev-term", "n1")
+				// The worker's term selects master, whatever the worker is: it keeps master off
+				// the worker's node, n1.
+				master, devTerm := allowedOn(vmState("master", "n1"), "n2"), vmState("dev-term", "n1")
 				master.ControlPlaneOf, devTerm.ControlPlaneOf = "vms/prod", "vms/prod"
 				return State{
 					Nodes: []Node{nodeState("n1"), nodeState("n2")},
 					VMs:   []VM{master, allowedOn(devTerm), allowedOn(vmState("worker", "n1"))},
 				}
 			}(),
+		},
+		{
+			name: "a node where another pod's required anti-affinity selects the VM's launcher is left out; preferred terms, terms selecting other pods and finished pods' terms keep it off nowhere",
+			in: func() Observed {
+				web := launcher(vmi, map[string]string{"app": "web"})
+				guard := antiAffinityPod("vms", "guard", "n2", corev1.LabelHostname, map[string]string{"app": "web"})
+				other := antiAffinityPod("vms", "other", "n3", corev1.LabelHostname, map[string]string{"app": "db"})
+				preferring := antiAffinityPod("vms", "preferring", "n3", corev1.LabelHostname, nil)
+				preferring.Spec.Affinity.PodAntiAffinity = &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{
+					{Weight: 100, PodAffinityTerm: corev1.PodAffinityTerm{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}, TopologyKey: corev1.LabelHostname}},
+				}}
+				finished := antiAffinityPod("vms", "finished", "n4", corev1.LabelHostname, map[string]string{"app": "web"})
+				finished.Status.Phase = corev1.PodSucceeded
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), readyNode("n2"), readyNode("n3"), readyNode("n4")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{vmi},
+					Pods:  []corev1.Pod{web, guard, other, preferring, finished},
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), withPods(nodeState("n2"), 1), withPods(nodeState("n3"), 2), nodeState("n4")},
+				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n3", "n4")},
+			},
+		},
+		{
+			name: "a term with another topology key keeps the VM off every node with the same value as its pod's node; nodes without the key stay",
+			in: func() Observed {
+				zone := func(name, z string) corev1.Node { return labelled(readyNode(name), corev1.LabelTopologyZone, z) }
+				guard := antiAffinityPod("vms", "guard", "b1", corev1.LabelTopologyZone, map[string]string{kubevirtv1.CreatedByLabel: "uid-a"})
+				// A term whose pod's node lacks its key keeps the VM off nowhere.
+				unzoned := antiAffinityPod("vms", "unzoned", "none", corev1.LabelTopologyZone, map[string]string{kubevirtv1.CreatedByLabel: "uid-a"})
+				return Observed{
+					Nodes: []corev1.Node{zone("n1", "a"), zone("b1", "b"), zone("b2", "b"), readyNode("none")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{vmi},
+					Pods:  []corev1.Pod{launcher(vmi, nil), guard, unzoned},
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), withPods(nodeState("b1"), 1), nodeState("b2"), withPods(nodeState("none"), 1)},
+				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "none")},
+			},
+		},
+		{
+			name: "a term selects pods of its own pod's namespace, or of those it names; a namespaceSelector, whose Namespaces the consolidator does not list, selects every namespace",
+			in: func() Observed {
+				sel := map[string]string{"app": "web"}
+				ownNamespace := antiAffinityPod("other", "own-namespace", "n2", corev1.LabelHostname, sel)
+				naming := antiAffinityPod("other", "naming", "n3", corev1.LabelHostname, sel)
+				naming.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0].Namespaces = []string{"vms"}
+				bySelector := antiAffinityPod("other", "by-selector", "n4", corev1.LabelHostname, sel)
+				bySelector.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "web"}}
+				namingOthers := antiAffinityPod("other", "naming-others", "n5", corev1.LabelHostname, sel)
+				namingOthers.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0].Namespaces = []string{"other", "db"}
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), readyNode("n2"), readyNode("n3"), readyNode("n4"), readyNode("n5")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{vmi},
+					Pods:  []corev1.Pod{launcher(vmi, sel), ownNamespace, naming, bySelector, namingOthers},
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), withPods(nodeState("n2"), 1), withPods(nodeState("n3"), 1), withPods(nodeState("n4"), 1), withPods(nodeState("n5"), 1)},
+				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n2", "n5")},
+			},
+		},
+		{
+			name: "control-plane VMs of a tenant keep each other off their nodes by their terms; a VM's own term does not keep it off its own node",
+			in: func() Observed {
+				m1, m2 := running("m1", "n1"), running("m2", "n2")
+				cp := map[string]string{"cluster.x-k8s.io/cluster-name": "prod", "cluster.x-k8s.io/role": "control-plane"}
+				p1, p2 := launcher(m1, cp), launcher(m2, cp)
+				p1.Spec.Affinity, p2.Spec.Affinity = controlPlaneAffinity("prod"), controlPlaneAffinity("prod")
+				return Observed{
+					Nodes: []corev1.Node{readyNode("n1"), readyNode("n2"), readyNode("n3")},
+					VMIs:  []kubevirtv1.VirtualMachineInstance{m1, m2},
+					Pods:  []corev1.Pod{p1, p2},
+				}
+			}(),
+			want: func() State {
+				m1, m2 := allowedOn(vmState("m1", "n1"), "n1", "n3"), allowedOn(vmState("m2", "n2"), "n2", "n3")
+				m1.ControlPlaneOf, m2.ControlPlaneOf = "vms/prod", "vms/prod"
+				return State{Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3")}, VMs: []VM{m1, m2}}
+			}(),
+		},
+		{
+			name: "the target of a consolidation migration of the VM that failed within the back-off is left out; older failures, other VMs', others' migrations and succeeded ones are not",
+			in: func() Observed {
+				var nodes []corev1.Node
+				for _, name := range []string{"n1", "n2", "n3", "n4", "n5", "n6"} {
+					nodes = append(nodes, labelled(readyNode(name), corev1.LabelHostname, "host-"+name))
+				}
+				return Observed{
+					Nodes: nodes, VMIs: []kubevirtv1.VirtualMachineInstance{vmi}, Pods: []corev1.Pod{launcher(vmi, nil)},
+					Migrations: []kubevirtv1.VirtualMachineInstanceMigration{
+						finishedMove("recent", "a", "host-n2", kubevirtv1.MigrationFailed, testNow.Add(-10*time.Minute)),
+						finishedMove("old", "a", "host-n3", kubevirtv1.MigrationFailed, testNow.Add(-2*time.Hour)),
+						finishedMove("other-vm", "b", "host-n4", kubevirtv1.MigrationFailed, testNow.Add(-10*time.Minute)),
+						func() kubevirtv1.VirtualMachineInstanceMigration {
+							m := finishedMove("not-ours", "a", "host-n5", kubevirtv1.MigrationFailed, testNow.Add(-10*time.Minute))
+							m.Labels = nil
+							return m
+						}(),
+						finishedMove("succeeded", "a", "host-n6", kubevirtv1.MigrationSucceeded, testNow.Add(-10*time.Minute)),
+					},
+					Now: testNow, FailedMoveBackoff: time.Hour,
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3"), nodeState("n4"), nodeState("n5"), nodeState("n6")},
+				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n3", "n4", "n5", "n6")},
+			},
+		},
+		{
+			name: "a failed migration without a transition to Failed on record is dated by its creation",
+			in: func() Observed {
+				recent := finishedMove("recent", "a", "host-n2", kubevirtv1.MigrationFailed, time.Time{})
+				recent.CreationTimestamp = metav1.NewTime(testNow.Add(-10 * time.Minute))
+				old := finishedMove("old", "a", "host-n3", kubevirtv1.MigrationFailed, time.Time{})
+				old.CreationTimestamp = metav1.NewTime(testNow.Add(-2 * time.Hour))
+				return Observed{
+					Nodes:      []corev1.Node{labelled(readyNode("n1"), corev1.LabelHostname, "host-n1"), labelled(readyNode("n2"), corev1.LabelHostname, "host-n2"), labelled(readyNode("n3"), corev1.LabelHostname, "host-n3")},
+					VMIs:       []kubevirtv1.VirtualMachineInstance{vmi},
+					Pods:       []corev1.Pod{launcher(vmi, nil)},
+					Migrations: []kubevirtv1.VirtualMachineInstanceMigration{recent, old},
+					Now:        testNow, FailedMoveBackoff: time.Hour,
+				}
+			}(),
+			want: State{
+				Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3")},
+				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n3")},
+			},
+		},
+		{
+			name: "no back-off: a failed move may be planned again",
+			in: Observed{
+				Nodes: []corev1.Node{readyNode("n1"), labelled(readyNode("n2"), corev1.LabelHostname, "host-n2")}, VMIs: []kubevirtv1.VirtualMachineInstance{vmi}, Pods: []corev1.Pod{launcher(vmi, nil)},
+				Migrations: []kubevirtv1.VirtualMachineInstanceMigration{finishedMove("recent", "a", "host-n2", kubevirtv1.MigrationFailed, testNow.Add(-time.Minute))},
+				Now:        testNow,
+			},
+			want: State{Nodes: []Node{nodeState("n1"), nodeState("n2")}, VMs: []VM{vmState("a", "n1")}},
 		},
 		{
 			name: "other pods take room on their node, as does the launcher of a VMI not yet running; finished pods do not",
@@ -380,6 +522,42 @@ func TestStateOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// antiAffinityPod is a pod on node, requesting nothing, whose required pod anti-affinity keeps
+// the pods that carry selected off its topology domain for key.
+func antiAffinityPod(namespace, name, node, key string, selected map[string]string) corev1.Pod {
+	return corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.PodSpec{NodeName: node, Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+			LabelSelector: &metav1.LabelSelector{MatchLabels: selected},
+			TopologyKey:   key,
+		}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+}
+
+// withPods counts n pods that request nothing on the node.
+func withPods(node Node, n int64) Node {
+	node.Requested = Resources{corev1.ResourcePods: n}
+	return node
+}
+
+var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// finishedMove is a consolidation migration of VMI name in "vms", pinned to hostname, that ended
+// in phase at the given time (none on record if zero).
+func finishedMove(migration, name, hostname string, phase kubevirtv1.VirtualMachineInstanceMigrationPhase, at time.Time) kubevirtv1.VirtualMachineInstanceMigration {
+	m := *MigrationFor(Migration{VM: "vms/" + name, From: "n1"}, hostname)
+	m.Name = migration
+	m.Status.Phase = phase
+	if !at.IsZero() {
+		m.Status.PhaseTransitionTimestamps = []kubevirtv1.VirtualMachineInstanceMigrationPhaseTransitionTimestamp{
+			{Phase: kubevirtv1.MigrationRunning, PhaseTransitionTimestamp: metav1.NewTime(at.Add(-90 * time.Minute))},
+			{Phase: phase, PhaseTransitionTimestamp: metav1.NewTime(at)},
+		}
+	}
+	return m
 }
 
 // cmpEmptyMaps treats a nil and an empty budget map alike.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -153,6 +154,69 @@ func TestConsolidatorMovesAVMOnlyWhereItsNodeSelectorAllows(t *testing.T) {
 	}
 	if got := listMigrations(ctx, t, c, p); len(got) != 1 || got[0].Spec.AddedNodeSelector[v1.LabelHostname] != p+"-ssd" {
 		t.Errorf("migrations %+v, want one pinned to %s", got, p+"-ssd")
+	}
+}
+
+// TestConsolidatorDoesNotReplanAFailedMoveAtOnce runs a round after a consolidation migration
+// to the node that fits a VM best failed, as KubeVirt keeps it: the round moves the VM to the
+// next best node instead of planning the failed move again.
+func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
+	ctx := t.Context()
+	restConfig := apiServer(t)
+	installKubeVirtCRDs(t, restConfig)
+	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	// The namespace, the suite of the nodes and the scheduler share a name (createVM).
+	const p = "failedmove"
+	createNamespace(ctx, t, clientset, p)
+	createNodes(ctx, t, clientset, p, p+"-full", p+"-other", p+"-src")
+
+	// p-full runs three VMs and p-other one, none of which may move; p-src runs the one VM that
+	// may. p-full, the fullest, would fit it best, but the last move there failed.
+	for _, name := range []string{"full-a", "full-b", "full-c"} {
+		createVM(ctx, t, c, clientset, p, p, name, p+"-full", kubevirtv1.EvictionStrategyNone)
+	}
+	createVM(ctx, t, c, clientset, p, p, "other", p+"-other", kubevirtv1.EvictionStrategyNone)
+	createVM(ctx, t, c, clientset, p, p, "movable", p+"-src", kubevirtv1.EvictionStrategyLiveMigrate)
+
+	failed := consolidation.MigrationFor(consolidation.Migration{VM: p + "/movable", From: p + "-src", To: p + "-full"}, p+"-full")
+	if err := c.Create(ctx, failed); err != nil {
+		t.Fatalf("creating the migration to %s: %v", p+"-full", err)
+	}
+	// The CRD has no status subresource: status is written with the object, as KubeVirt's
+	// virt-controller would report the target launcher that never started.
+	now := metav1.Now()
+	failed.Status = kubevirtv1.VirtualMachineInstanceMigrationStatus{
+		Phase: kubevirtv1.MigrationFailed,
+		PhaseTransitionTimestamps: []kubevirtv1.VirtualMachineInstanceMigrationPhaseTransitionTimestamp{
+			{Phase: kubevirtv1.MigrationPending, PhaseTransitionTimestamp: now},
+			{Phase: kubevirtv1.MigrationFailed, PhaseTransitionTimestamp: now},
+		},
+	}
+	if err := c.Update(ctx, failed); err != nil {
+		t.Fatalf("reporting the migration to %s failed: %v", p+"-full", err)
+	}
+
+	consolidator := consolidatorFor(c, p)
+	consolidator.Options.FailedMoveBackoff = time.Hour
+	plan, err := consolidator.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("consolidation round: %v", err)
+	}
+	if want := (consolidation.Migration{VM: p + "/movable", From: p + "-src", To: p + "-other"}); len(plan.Migrations) != 1 || plan.Migrations[0] != want {
+		t.Fatalf("planned %+v, want [%+v]", plan.Migrations, want)
+	}
+	var pinned []string
+	for _, m := range listMigrations(ctx, t, c, p) {
+		if m.Status.Phase != kubevirtv1.MigrationFailed {
+			pinned = append(pinned, m.Spec.AddedNodeSelector[v1.LabelHostname])
+		}
+	}
+	if len(pinned) != 1 || pinned[0] != p+"-other" {
+		t.Errorf("new migrations pinned to %v, want one to %s", pinned, p+"-other")
 	}
 }
 
