@@ -69,15 +69,16 @@ const mostAllocatedConfig = stockConfig + `profiles:
 const mostAllocated = "stock-most-allocated"
 
 type options struct {
-	configMap          string
-	nodes              int
-	cpu, memory        string
-	uniform, mix       int
-	seed               uint64
-	seeds, repeats     int
-	tenants            int
-	workloads, verbose string
-	compare            string
+	configMap            string
+	nodes                int
+	cpu, memory          string
+	uniform, mix         int
+	seed                 uint64
+	seeds, repeats       int
+	tenants              int
+	workloads, verbose   string
+	compare              string
+	deschedulerThreshold float64
 }
 
 func main() {
@@ -94,6 +95,7 @@ func main() {
 	flag.IntVar(&o.repeats, "repeats", 2, "runs of each nested-OpenShift workload and seed (ties are broken at random)")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated workloads to run; empty runs all")
 	flag.StringVar(&o.compare, "compare", "", "extra profiles measured side by side, as comma-separated name=path of scheduler ConfigMap manifests (a variant of the shipped one)")
+	flag.Float64Var(&o.deschedulerThreshold, "descheduler-threshold", 0.5, "the descheduler's HighNodeUtilization threshold (a fraction of allocatable CPU and memory) played over tenant-churn's final placement; 0 skips it")
 	flag.StringVar(&o.verbose, "runs", "", "also print one BENCH-RUN line per run of these comma-separated workloads ('all' for every one)")
 	flag.Parse()
 	klog.SetOutput(os.Stderr)
@@ -139,7 +141,7 @@ func run(o options) error {
 	for _, p := range profiles {
 		overall[p.name] = &acrossWorkloads{}
 	}
-	for _, gen := range openShiftWorkloads(o.tenants) {
+	for _, gen := range openShiftWorkloads(o.tenants, o.deschedulerThreshold) {
 		name := gen(1).Name
 		if !selected(name, o.workloads) {
 			continue
@@ -160,7 +162,8 @@ func run(o options) error {
 					stats[p.name].mixedNodes = mixedSizes(w.Nodes)
 					if selected(name, o.verbose) && o.verbose != "" {
 						fmt.Printf("BENCH-RUN scheduler workload=%s profile=%s seed=%d repeat=%d nodes_used=%d lower_bound=%d offline_ffd=%d%s pods_per_s=%.0f\n",
-							name, p.name, seed, rep, res.NodesUsed, res.LowerBound, res.OfflineFFD, consolidated(w, float64(res.Consolidated.NodesUsed), float64(res.Consolidated.Migrations)), res.PodsPerSecond)
+							name, p.name, seed, rep, res.NodesUsed, res.LowerBound, res.OfflineFFD, consolidated(w, float64(res.Consolidated.NodesUsed), float64(res.Consolidated.Migrations))+
+								descheduled(w, float64(res.Descheduled.NodesUsed), float64(res.Descheduled.Migrations)), res.PodsPerSecond)
 					}
 				}
 			}
@@ -170,7 +173,7 @@ func run(o options) error {
 			s := stats[p.name]
 			fmt.Printf("BENCH scheduler workload=%s profile=%s runs=%d nodes_used=%.1f lower_bound=%.1f offline_ffd=%.1f ratio_offline=%.3f vs_most_allocated=%+.1f%% worst_seed_vs_most_allocated=%+.1f%s pods_per_s=%.0f\n",
 				name, p.name, s.runs, s.mean(s.nodes), s.mean(s.bound), s.mean(s.offline), s.mean(s.nodes)/s.mean(s.offline),
-				100*(s.mean(s.nodes)/base.mean(base.nodes)-1), s.worstAgainst(base), consolidated(gen(1), s.mean(s.consolidated), s.mean(s.migrations)), s.mean(s.podsPerSecond))
+				100*(s.mean(s.nodes)/base.mean(base.nodes)-1), s.worstAgainst(base), consolidated(gen(1), s.mean(s.consolidated), s.mean(s.migrations))+descheduled(gen(1), s.mean(s.descheduled), s.mean(s.deschedulerMigrations))+consolidatedVersusDescheduled(gen(1), s, base), s.mean(s.podsPerSecond))
 			overall[p.name].add(s, base)
 		}
 	}
@@ -214,7 +217,7 @@ func (a *acrossWorkloads) add(s, base *summary) {
 // nodes, a third each of 32/128, 48/192 and 64/256), tenants of 3 control-plane VMs and 2–6
 // workers; fragment sends 3.75n small VMs then 2.5n large ones; tenant-churn starts 3n/4
 // tenants and creates n/4 in each of its 4 waves.
-func openShiftWorkloads(n int) []func(seed uint64) bench.Workload {
+func openShiftWorkloads(n int, deschedulerThreshold float64) []func(seed uint64) bench.Workload {
 	nodes := bench.Nodes(3*n, allocatable("48", "192Gi"))
 	return []func(uint64) bench.Workload{
 		func(seed uint64) bench.Workload { return bench.Tenants(n, seed, nodes) },
@@ -222,7 +225,11 @@ func openShiftWorkloads(n int) []func(seed uint64) bench.Workload {
 		func(seed uint64) bench.Workload { return bench.Bulk(n, 10, seed, nodes) },
 		func(seed uint64) bench.Workload { return bench.Fragment(n*15/4, n*5/2, seed, nodes) },
 		func(seed uint64) bench.Workload { return bench.Hetero(n, seed, heteroNodes(n*15/4)) },
-		func(seed uint64) bench.Workload { return bench.TenantChurn(n*3/4, 4, n/4, seed, nodes) },
+		func(seed uint64) bench.Workload {
+			w := bench.TenantChurn(n*3/4, 4, n/4, seed, nodes)
+			w.DeschedulerThreshold = deschedulerThreshold
+			return w
+		},
 	}
 }
 
@@ -233,6 +240,25 @@ func consolidated(w bench.Workload, nodes, migrations float64) string {
 		return ""
 	}
 	return fmt.Sprintf(" nodes_after_consolidation=%.1f migrations=%.1f", nodes, migrations)
+}
+
+// descheduled formats what the descheduler reached for a workload that plays it, and nothing for
+// the others.
+func descheduled(w bench.Workload, nodes, migrations float64) string {
+	if !w.Deletes() || w.DeschedulerThreshold <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" nodes_after_descheduler=%.1f descheduler_migrations=%.1f", nodes, migrations)
+}
+
+// consolidatedVersusDescheduled compares, seed by seed, the nodes this profile's runs use after
+// consolidation with stock MostAllocated's after the descheduler — the packing over time each
+// one offers — for a workload that plays the descheduler.
+func consolidatedVersusDescheduled(w bench.Workload, s, base *summary) string {
+	if !w.Deletes() || w.DeschedulerThreshold <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" worst_seed_consolidated_vs_most_allocated_descheduled=%+.1f", worstOver(s.bySeedConsolidated, base.bySeedDescheduled))
 }
 
 func heteroNodes(n int) []*v1.Node {
@@ -282,14 +308,18 @@ type summary struct {
 	runs                                 int
 	nodes, bound, offline, podsPerSecond float64
 	consolidated, migrations             float64
-	// bySeed sums nodes used per seed, over its repeats.
-	bySeed map[int][]int
+	descheduled, deschedulerMigrations   float64
+	// bySeed sums nodes used per seed, over its repeats; bySeedConsolidated and
+	// bySeedDescheduled the nodes after consolidation and after the descheduler.
+	bySeed, bySeedConsolidated, bySeedDescheduled map[int][]int
 }
 
 func (s *summary) add(seed int, r bench.Result) {
 	if s.bySeed == nil {
-		s.bySeed = map[int][]int{}
+		s.bySeed, s.bySeedConsolidated, s.bySeedDescheduled = map[int][]int{}, map[int][]int{}, map[int][]int{}
 	}
+	s.bySeedConsolidated[seed] = append(s.bySeedConsolidated[seed], r.Consolidated.NodesUsed)
+	s.bySeedDescheduled[seed] = append(s.bySeedDescheduled[seed], r.Descheduled.NodesUsed)
 	s.runs++
 	s.nodes += float64(r.NodesUsed)
 	s.bound += float64(r.LowerBound)
@@ -297,6 +327,8 @@ func (s *summary) add(seed int, r bench.Result) {
 	s.podsPerSecond += r.PodsPerSecond
 	s.consolidated += float64(r.Consolidated.NodesUsed)
 	s.migrations += float64(r.Consolidated.Migrations)
+	s.descheduled += float64(r.Descheduled.NodesUsed)
+	s.deschedulerMigrations += float64(r.Descheduled.Migrations)
 	s.bySeed[seed] = append(s.bySeed[seed], r.NodesUsed)
 }
 
@@ -307,9 +339,14 @@ func (s *summary) mean(total float64) float64 {
 // worstAgainst is the largest difference, over seeds, between this profile's mean nodes used and
 // base's: positive when this profile used more nodes on some seed.
 func (s *summary) worstAgainst(base *summary) float64 {
+	return worstOver(s.bySeed, base.bySeed)
+}
+
+// worstOver is the largest difference, over seeds, between the mean of ours and of theirs.
+func worstOver(ours, theirs map[int][]int) float64 {
 	worst := -1e9
-	for seed, runs := range s.bySeed {
-		worst = max(worst, meanOf(runs)-meanOf(base.bySeed[seed]))
+	for seed, runs := range ours {
+		worst = max(worst, meanOf(runs)-meanOf(theirs[seed]))
 	}
 	return worst
 }

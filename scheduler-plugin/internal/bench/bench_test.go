@@ -323,3 +323,45 @@ func TestBestFillMatchesExhaustiveSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestDeschedule plays the descheduler over a placement made by hand: the VM of the emptiest
+// underutilized node moves to the node with room; the other underutilized node's VM finds no
+// destination with room and stays.
+func TestDeschedule(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	nest, err := schedconfig.LoadConfigMap("../../../config/scheduler/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof := nest.Profiles[0]
+	nodes := Nodes(3, allocatable("8", "64Gi"))
+	sched, bindings, stop, err := newScheduler(ctx, prof, frameworkruntime.Registry{nestpacking.Name: nestpacking.New}, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	vm := func(name string, vcpus int64, node string) *v1.Pod {
+		p := TenantVMPod(name, prof.SchedulerName, VM{Type: InstanceType{Name: name, VCPUs: vcpus, GuestMemory: resource.MustParse("1Gi")}, Tenant: "t"})
+		p.Spec.NodeName = node
+		if err := sched.Cache.AddPod(logger, p); err != nil {
+			t.Fatal(err)
+		}
+		bindings.nodeOf[p.Name] = node
+		return p
+	}
+	alive := []*v1.Pod{
+		vm("w1", 4, "node-000"), vm("w2", 2, "node-000"), // 75% of the CPUs: the destination
+		vm("w3", 1, "node-001"), // 12.5%: emptiest, moves
+		vm("w4", 2, "node-002"), // 25%: no destination has 2 CPUs left once w3 has moved
+	}
+	got, err := deschedule(ctx, sched, bindings, alive, nodes, 0.5, prof.SchedulerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Consolidation{NodesUsed: 2, Migrations: 1, Rounds: 1}); got != want {
+		t.Errorf("deschedule = %+v, want %+v", got, want)
+	}
+	if node := bindings.node("virt-launcher-w3-m0"); node != "node-000" {
+		t.Errorf("w3 migrated to %q, want node-000", node)
+	}
+}

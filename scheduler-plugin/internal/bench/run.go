@@ -31,6 +31,10 @@ type Result struct {
 	// Consolidated is what consolidating the VMs alive at the end reaches, for a workload that
 	// deletes VMs (churn leaves the holes consolidation closes); zero for the others.
 	Consolidated Consolidation
+	// Descheduled is what the descheduler's HighNodeUtilization strategy, with the run's own
+	// scheduler placing the migrated VMs, reaches from the final placement, for a workload with a
+	// DeschedulerThreshold; zero for the others. It is how stock Kubernetes packs over time.
+	Descheduled Consolidation
 	// Placed are the VMs alive at the end, each with the node it runs on.
 	Placed []*v1.Pod
 	// Pending counts the VMs the scheduler could not place.
@@ -62,23 +66,11 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	logger := klog.FromContext(ctx)
-
-	client := fake.NewClientset()
-	bindings := &bindingLog{nodeOf: map[string]string{}}
-	client.PrependReactor("create", "pods", bindings.react)
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
-	defer broadcaster.Shutdown()
-	sched, err := scheduler.New(ctx, client, scheduler.NewInformerFactory(client, 0, nil), nil,
-		profile.NewRecorderFactory(broadcaster),
-		scheduler.WithProfiles(prof),
-		scheduler.WithFrameworkOutOfTreeRegistry(registry),
-	)
+	sched, bindings, stop, err := newScheduler(ctx, prof, registry, nodes)
 	if err != nil {
-		return Result{}, fmt.Errorf("creating scheduler: %w", err)
+		return Result{}, err
 	}
-	for _, n := range nodes {
-		sched.Cache.AddNode(logger, n)
-	}
+	defer stop()
 
 	r := rand.New(rand.NewPCG(w.Seed, 3))
 	var alive []*v1.Pod
@@ -148,7 +140,35 @@ func Run(ctx context.Context, prof config.KubeSchedulerProfile, registry framewo
 		res.Consolidated = Consolidate(placed, nodes, ConsolidationMaxInFlight)
 	}
 	res.Placed = placed
+	if w.Deletes() && w.DeschedulerThreshold > 0 {
+		// Last: it changes the scheduler's cache.
+		if res.Descheduled, err = deschedule(ctx, sched, bindings, alive, nodes, w.DeschedulerThreshold, prof.SchedulerName); err != nil {
+			return Result{}, err
+		}
+	}
 	return res, nil
+}
+
+// newScheduler is the real scheduler of one profile over nodes, with a fake clientset whose
+// bindings it records; stop releases it.
+func newScheduler(ctx context.Context, prof config.KubeSchedulerProfile, registry frameworkruntime.Registry, nodes []*v1.Node) (*scheduler.Scheduler, *bindingLog, func(), error) {
+	client := fake.NewClientset()
+	bindings := &bindingLog{nodeOf: map[string]string{}}
+	client.PrependReactor("create", "pods", bindings.react)
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
+	sched, err := scheduler.New(ctx, client, scheduler.NewInformerFactory(client, 0, nil), nil,
+		profile.NewRecorderFactory(broadcaster),
+		scheduler.WithProfiles(prof),
+		scheduler.WithFrameworkOutOfTreeRegistry(registry),
+	)
+	if err != nil {
+		broadcaster.Shutdown()
+		return nil, nil, nil, fmt.Errorf("creating scheduler: %w", err)
+	}
+	for _, n := range nodes {
+		sched.Cache.AddNode(klog.FromContext(ctx), n)
+	}
+	return sched, bindings, broadcaster.Shutdown, nil
 }
 
 // deleteTenants deletes a fraction of the tenants that have VMs alive, with all their VMs, and

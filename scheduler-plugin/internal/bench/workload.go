@@ -162,6 +162,10 @@ type Workload struct {
 	Nodes []*v1.Node
 	// Seed drives which VMs a delete step picks, so every profile sees the same workload.
 	Seed uint64
+	// DeschedulerThreshold, when above zero for a workload that deletes VMs, also runs the
+	// descheduler's HighNodeUtilization over the final placement with this threshold (a fraction
+	// of allocatable CPU and memory); see Result.Descheduled.
+	DeschedulerThreshold float64
 }
 
 // VMs is every VM the workload creates, in order.
