@@ -204,13 +204,7 @@ func consolidatorFor(c client.Client, scheduler string) *consolidation.Consolida
 // hold the leader-election Lease with the shipped Role.
 func TestTheShippedConsolidatorRoleIsEnoughToCordonMigrateAndUncordon(t *testing.T) {
 	ctx := t.Context()
-	restConfig := apiServer(t)
-	installKubeVirtCRDs(t, restConfig)
-	admin, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	admin, clientset, restConfig := consolidatorAPIServer(t)
 	const p = "rbac"
 	scheduler := consolidationScenario(ctx, t, admin, clientset, p)
 
@@ -268,13 +262,7 @@ func TestTheShippedConsolidatorRoleIsEnoughToCordonMigrateAndUncordon(t *testing
 // forbidden. The rules of the metrics endpoint are not used by a round.
 func TestEveryRuleOfTheConsolidatorRoleIsNeeded(t *testing.T) {
 	ctx := t.Context()
-	restConfig := apiServer(t)
-	installKubeVirtCRDs(t, restConfig)
-	admin, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	admin, clientset, restConfig := consolidatorAPIServer(t)
 	shipped := shippedClusterRole(t).Rules
 	for i, rule := range shipped {
 		if slices.Contains(rule.APIGroups, "authentication.k8s.io") || slices.Contains(rule.APIGroups, "authorization.k8s.io") {

@@ -36,13 +36,7 @@ var kubeVirtCRDs = []string{
 // none. KubeVirt's side — the target launcher, the VMI moving — is not simulated here.
 func TestConsolidatorCreatesMigrations(t *testing.T) {
 	ctx := t.Context()
-	restConfig := apiServer(t)
-	installKubeVirtCRDs(t, restConfig)
-	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	c, clientset, _ := consolidatorAPIServer(t)
 	const suite, ns = "consolidate", "consolidate"
 	createNamespace(ctx, t, clientset, ns)
 	createNodes(ctx, t, clientset, suite, "cons-1", "cons-2", "cons-3", "cons-4")
@@ -118,13 +112,7 @@ func TestConsolidatorCreatesMigrations(t *testing.T) {
 // the node that matches, where the scheduler can place its target launcher.
 func TestConsolidatorMovesAVMOnlyWhereItsNodeSelectorAllows(t *testing.T) {
 	ctx := t.Context()
-	restConfig := apiServer(t)
-	installKubeVirtCRDs(t, restConfig)
-	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	c, clientset, _ := consolidatorAPIServer(t)
 	// The namespace, the suite of the nodes and the scheduler share a name: no other test's VMs
 	// count (createVM).
 	const p, diskLabel = "nodeselector", "nest.test/disk"
@@ -162,13 +150,7 @@ func TestConsolidatorMovesAVMOnlyWhereItsNodeSelectorAllows(t *testing.T) {
 // next best node instead of planning the failed move again.
 func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 	ctx := t.Context()
-	restConfig := apiServer(t)
-	installKubeVirtCRDs(t, restConfig)
-	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientset := kubernetes.NewForConfigOrDie(restConfig)
+	c, clientset, _ := consolidatorAPIServer(t)
 	// The namespace, the suite of the nodes and the scheduler share a name (createVM).
 	const p = "failedmove"
 	createNamespace(ctx, t, clientset, p)
@@ -258,6 +240,19 @@ func labelNode(ctx context.Context, t *testing.T, clientset kubernetes.Interface
 	if _, err := clientset.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("labelling node %s %s=%s: %v", name, key, value, err)
 	}
+}
+
+// consolidatorAPIServer is the suite's API server with KubeVirt's CRDs, a client with the kinds the
+// consolidator reads and writes, and a clientset.
+func consolidatorAPIServer(t *testing.T) (client.Client, kubernetes.Interface, *rest.Config) {
+	t.Helper()
+	restConfig := apiServer(t)
+	installKubeVirtCRDs(t, restConfig)
+	c, err := client.New(restConfig, client.Options{Scheme: consolidatorScheme(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, kubernetes.NewForConfigOrDie(restConfig), restConfig
 }
 
 // installKubeVirtCRDs installs kubeVirtCRDs (again, if another test did: they are updated).
