@@ -150,18 +150,8 @@ func TestUnbalancedControlPlaneAfterRecoveryGetsExactlyOneRollout(t *testing.T) 
 
 	// Two control-plane machines in infra-a and one in infra-b: what KCP leaves after infra-c was lost
 	// and one machine was remediated into infra-a.
-	for i, fd := range []string{"infra-a", "infra-a", "infra-b"} {
-		m := &clusterv1.Machine{
-			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: uniqueName(cluster.Name + "-cp"),
-				Labels: map[string]string{clusterv1.ClusterNameLabel: cluster.Name, clusterv1.MachineControlPlaneLabel: ""}},
-			Spec: clusterv1.MachineSpec{
-				ClusterName:       cluster.Name,
-				FailureDomain:     fd,
-				Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To("bootstrap")},
-				InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: "m" + string(rune('0'+i))},
-			},
-		}
-		g.Expect(mgmt.Create(ctx, m)).To(Succeed())
+	for _, fd := range []string{"infra-a", "infra-a", "infra-b"} {
+		g.Expect(mgmt.Create(ctx, controlPlaneMachine(cluster, fd))).To(Succeed())
 	}
 
 	var after metav1.Time
@@ -232,22 +222,12 @@ func TestTheOpenShiftBootstrapMachineDoesNotUnbalanceTheControlPlane(t *testing.
 		g.Expect(failureDomainNames(get(g, nc).(*infrav1.NestCluster))).To(HaveLen(2))
 	}, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 
-	for i, fd := range []string{"infra-a", "infra-b", "infra-a", "infra-a"} {
-		labels := map[string]string{clusterv1.ClusterNameLabel: cluster.Name, clusterv1.MachineControlPlaneLabel: ""}
-		if i == 3 {
-			labels[infrav1.BootstrapMachineLabel] = ""
-		}
-		m := &clusterv1.Machine{
-			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: uniqueName(cluster.Name + "-cp"), Labels: labels},
-			Spec: clusterv1.MachineSpec{
-				ClusterName:       cluster.Name,
-				FailureDomain:     fd,
-				Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To("bootstrap")},
-				InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: "m" + string(rune('0'+i))},
-			},
-		}
-		g.Expect(mgmt.Create(ctx, m)).To(Succeed())
+	for _, fd := range []string{"infra-a", "infra-b", "infra-a"} {
+		g.Expect(mgmt.Create(ctx, controlPlaneMachine(cluster, fd))).To(Succeed())
 	}
+	bootstrap := controlPlaneMachine(cluster, "infra-a")
+	bootstrap.Labels[infrav1.BootstrapMachineLabel] = ""
+	g.Expect(mgmt.Create(ctx, bootstrap)).To(Succeed())
 	balanced := func(g Gomega) {
 		c := conditions.Get(get(g, nc).(*infrav1.NestCluster), infrav1.ControlPlaneBalancedCondition)
 		g.Expect(c).NotTo(BeNil())
@@ -256,4 +236,20 @@ func TestTheOpenShiftBootstrapMachineDoesNotUnbalanceTheControlPlane(t *testing.
 	}
 	g.Eventually(balanced, eventuallyTimeout, 200*time.Millisecond).Should(Succeed())
 	g.Consistently(balanced, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+}
+
+// controlPlaneMachine is a control-plane Machine of cluster in failure domain fd, on a NestMachine
+// of its own name that the test does not create: the NestCluster controller counts Machines.
+func controlPlaneMachine(cluster *clusterv1.Cluster, fd string) *clusterv1.Machine {
+	name := uniqueName(cluster.Name + "-cp")
+	return &clusterv1.Machine{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: name,
+			Labels: map[string]string{clusterv1.ClusterNameLabel: cluster.Name, clusterv1.MachineControlPlaneLabel: ""}},
+		Spec: clusterv1.MachineSpec{
+			ClusterName:       cluster.Name,
+			FailureDomain:     fd,
+			Bootstrap:         clusterv1.Bootstrap{DataSecretName: ptr.To("bootstrap")},
+			InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infrav1.GroupVersion.Group, Kind: "NestMachine", Name: name},
+		},
+	}
 }
