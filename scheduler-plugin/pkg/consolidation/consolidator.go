@@ -77,8 +77,9 @@ func (c *Consolidator) Start(ctx context.Context) error {
 
 // RunOnce lists the cluster, plans, and creates the plan's migrations. With Cordon, it first
 // drops the marks of nodes someone else uncordoned; then, if VMs wait for room, it uncordons the
-// nodes it cordoned and plans nothing; otherwise it cordons the nodes the plan empties before
-// creating their migrations, and a node it could not cordon keeps its VMs this round. It returns
+// nodes it cordoned and plans nothing; otherwise it gives back the nodes it cordoned but could not
+// empty (CordonsToRelease), cordons the nodes the plan empties before creating their migrations,
+// and a node it could not cordon keeps its VMs this round. It returns
 // the plan and every error met, joined: one failed write does not stop the others.
 func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 	logger := klog.FromContext(ctx)
@@ -115,9 +116,18 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 			logger.V(2).Info("Not moving the VM to the nodes a consolidation migration of it recently failed to reach", "vmi", klog.KObj(&vmi), "nodes", nodes, "backoff", c.Options.FailedMoveBackoff)
 		}
 	}
-	plan := PlanMigrations(StateOf(o, c.Options.Labels), Options{MaxInFlight: c.Options.MaxInFlight})
+	state := StateOf(o, c.Options.Labels)
+	plan := PlanMigrations(state, Options{MaxInFlight: c.Options.MaxInFlight})
 	notCordoned := map[string]bool{}
 	if c.Options.Cordon {
+		if nodes := CordonsToRelease(o.Nodes, state, plan.Emptied); len(nodes) > 0 {
+			logger.Info("Uncordoning the nodes the consolidator cordoned but could not empty", "nodes", nodes)
+			for _, name := range nodes {
+				if err := c.patchNode(ctx, o.Nodes, name, uncordon); err != nil {
+					errs = append(errs, fmt.Errorf("uncordoning node %s, which keeps its VMs: %w", name, err))
+				}
+			}
+		}
 		for _, name := range NodesToCordon(o.Nodes, plan.Emptied) {
 			if err := c.patchNode(ctx, o.Nodes, name, cordon); err != nil {
 				notCordoned[name] = true

@@ -46,6 +46,30 @@ func NodesToUncordon(nodes []corev1.Node) []string {
 	return out
 }
 
+// CordonsToRelease are the nodes the consolidator cordoned that it failed to empty and will not
+// empty now: they still run VMs, no migration in flight is taking VMs off them, and the round's
+// plan (emptied) does not empty them — a migration failed, and the move waits out its back-off
+// or can no longer be made. Left cordoned they would hold their free room from new VMs until VMs
+// had to wait for it; they are given back, and a later plan that can empty them cordons them
+// again. A node it did empty stays cordoned: that is what the cordon was for.
+func CordonsToRelease(nodes []corev1.Node, s State, emptied []string) []string {
+	runsVMs := map[string]bool{}
+	for _, vm := range s.VMs {
+		runsVMs[vm.Node] = true
+	}
+	draining := map[string]bool{}
+	for _, n := range s.Nodes {
+		draining[n.Name] = n.Draining
+	}
+	var out []string
+	for i := range nodes {
+		if n := &nodes[i]; CordonedByConsolidator(n) && runsVMs[n.Name] && !draining[n.Name] && !slices.Contains(emptied, n.Name) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
 // StaleCordonMarks are the nodes that carry the consolidator's mark but are schedulable: someone
 // uncordoned them. The mark goes, or a later cordon by someone else would be taken for the
 // consolidator's and lifted.

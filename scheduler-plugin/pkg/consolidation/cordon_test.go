@@ -75,6 +75,27 @@ func TestCordonDecisions(t *testing.T) {
 	}
 }
 
+func TestCordonsToRelease(t *testing.T) {
+	nodes := []corev1.Node{
+		cordonedNode("emptied-earlier", CordonedByValue), cordonedNode("failed", CordonedByValue),
+		cordonedNode("draining", CordonedByValue), cordonedNode("planned-again", CordonedByValue),
+		cordonedNode("operators", ""), readyNode("free"),
+	}
+	s := State{
+		Nodes: []Node{{Name: "emptied-earlier"}, {Name: "failed"}, {Name: "draining", Draining: true}, {Name: "planned-again"}, {Name: "operators"}, {Name: "free"}},
+		VMs: []VM{
+			{Name: "ns/a", Node: "failed"}, {Name: "ns/b", Node: "draining"}, {Name: "ns/c", Node: "planned-again"},
+			{Name: "ns/d", Node: "operators"}, {Name: "ns/e", Node: "free"},
+		},
+	}
+	got := CordonsToRelease(nodes, s, []string{"planned-again"})
+	// The node it emptied stays cordoned, as do the one its migrations are emptying, the one this
+	// round empties again, and the operator's.
+	if diff := cmp.Diff([]string{"failed"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
+}
+
 func TestVMsWaitingForRoom(t *testing.T) {
 	// pending is a virt-launcher pod of nest-scheduler that is not bound, with PodScheduled as
 	// given (nil: no condition yet).

@@ -159,14 +159,7 @@ func consolidationScenario(ctx context.Context, t *testing.T, c client.Client, c
 	scheduler := p
 	createNamespace(ctx, t, clientset, p)
 	createNodes(ctx, t, clientset, p, p+"-full", p+"-sparse", p+"-held")
-	held, err := clientset.CoreV1().Nodes().Get(ctx, p+"-held", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	held.Spec.Unschedulable = true
-	if _, err := clientset.CoreV1().Nodes().Update(ctx, held, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("cordoning node %s as an operator: %v", held.Name, err)
-	}
+	setCordon(ctx, t, clientset, p+"-held", true, nil) // as an operator
 	createVM(ctx, t, c, clientset, p, scheduler, "full-a", p+"-full", kubevirtv1.EvictionStrategyLiveMigrate)
 	createVM(ctx, t, c, clientset, p, scheduler, "full-b", p+"-full", kubevirtv1.EvictionStrategyLiveMigrate)
 	createVM(ctx, t, c, clientset, p, scheduler, "sparse", p+"-sparse", kubevirtv1.EvictionStrategyLiveMigrate)

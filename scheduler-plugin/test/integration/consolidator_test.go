@@ -182,6 +182,9 @@ func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 		t.Fatalf("reporting the migration to %s failed: %v", p+"-full", err)
 	}
 
+	// The round that created the failed migration cordoned p-src (consolidatorFor cordons).
+	setCordon(ctx, t, clientset, p+"-src", true, map[string]string{consolidation.CordonedByAnnotation: consolidation.CordonedByValue})
+
 	consolidator := consolidatorFor(c, p)
 	consolidator.Options.FailedMoveBackoff = time.Hour
 	plan, err := consolidator.RunOnce(ctx)
@@ -199,6 +202,38 @@ func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 	}
 	if len(pinned) != 1 || pinned[0] != p+"-other" {
 		t.Errorf("new migrations pinned to %v, want one to %s", pinned, p+"-other")
+	}
+	// Still cordoned: the consolidator is emptying it.
+	expectCordon(ctx, t, c, p+"-src", true, consolidation.CordonedByValue)
+
+	// The move to p-other fails too: no target is left for a while, and the node the consolidator
+	// cordoned to empty keeps its VM. It is given back rather than held from new VMs.
+	for _, m := range listMigrations(ctx, t, c, p) {
+		if m.Status.Phase != kubevirtv1.MigrationFailed {
+			m.Status = failed.Status
+			if err := c.Update(ctx, &m); err != nil {
+				t.Fatalf("reporting the migration to %s failed: %v", p+"-other", err)
+			}
+		}
+	}
+	if plan, err := consolidator.RunOnce(ctx); err != nil || len(plan.Migrations) != 0 {
+		t.Fatalf("third round: planned %+v (%v), want nothing", plan.Migrations, err)
+	}
+	expectCordon(ctx, t, c, p+"-src", false, "")
+}
+
+// setCordon cordons or uncordons a node and sets annotations on it, as an operator or an earlier
+// round of the consolidator would.
+func setCordon(ctx context.Context, t *testing.T, clientset kubernetes.Interface, name string, unschedulable bool, annotations map[string]string) {
+	t.Helper()
+	n, err := clientset.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Unschedulable = unschedulable
+	n.Annotations = annotations
+	if _, err := clientset.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("cordoning node %s: %v", name, err)
 	}
 }
 
