@@ -82,10 +82,20 @@ func (c *Consolidator) Start(ctx context.Context) error {
 // and a node it could not cordon keeps its VMs this round. It returns
 // the plan and every error met, joined: one failed write does not stop the others.
 func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
+	plan, result, err := c.runOnce(ctx)
+	if err != nil {
+		result = RoundFailed
+	}
+	roundsTotal.WithLabelValues(result).Inc()
+	return plan, err
+}
+
+// runOnce is RunOnce, with the round's result for nest_consolidator_rounds_total.
+func (c *Consolidator) runOnce(ctx context.Context) (Plan, string, error) {
 	logger := klog.FromContext(ctx)
 	o, err := c.observe(ctx)
 	if err != nil {
-		return Plan{}, err
+		return Plan{}, RoundFailed, err
 	}
 	var errs []error
 	if c.Options.Cordon {
@@ -104,9 +114,11 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 			for _, name := range nodes {
 				if err := c.patchNode(ctx, o.Nodes, name, uncordon); err != nil {
 					errs = append(errs, fmt.Errorf("uncordoning node %s: %w", name, err))
+					continue
 				}
+				cordonChanges.WithLabelValues(CordonUncordoned).Inc()
 			}
-			return Plan{}, errors.Join(errs...)
+			return Plan{}, RoundYielded, errors.Join(errs...)
 		}
 	}
 
@@ -117,6 +129,12 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 		}
 	}
 	state := StateOf(o, c.Options.Labels)
+	running := map[string]bool{}
+	for _, vm := range state.VMs {
+		running[vm.Node] = true
+	}
+	nodesRunningVMs.Set(float64(len(running)))
+	migrationsInFlight.Set(float64(state.Migrating))
 	plan := PlanMigrations(state, Options{MaxInFlight: c.Options.MaxInFlight})
 	notCordoned := map[string]bool{}
 	if c.Options.Cordon {
@@ -125,7 +143,9 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 			for _, name := range nodes {
 				if err := c.patchNode(ctx, o.Nodes, name, uncordon); err != nil {
 					errs = append(errs, fmt.Errorf("uncordoning node %s, which keeps its VMs: %w", name, err))
+					continue
 				}
+				cordonChanges.WithLabelValues(CordonReleased).Inc()
 			}
 		}
 		for _, name := range NodesToCordon(o.Nodes, plan.Emptied) {
@@ -134,6 +154,7 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 				errs = append(errs, fmt.Errorf("cordoning node %s before migrating its VMs away: %w", name, err))
 				continue
 			}
+			cordonChanges.WithLabelValues(CordonCordoned).Inc()
 			logger.Info("Cordoned node to empty it", "node", klog.KRef("", name))
 		}
 	}
@@ -151,9 +172,15 @@ func (c *Consolidator) RunOnce(ctx context.Context) (Plan, error) {
 		}
 		if err := c.Client.Create(ctx, MigrationFor(m, hostnames[m.To])); err != nil {
 			errs = append(errs, fmt.Errorf("creating the migration of %s from %s to %s: %w", m.VM, m.From, m.To, err))
+			continue
 		}
+		migrationsCreated.Inc()
 	}
-	return plan, errors.Join(errs...)
+	result := RoundIdle
+	if len(plan.Migrations) > 0 {
+		result = RoundPlanned
+	}
+	return plan, result, errors.Join(errs...)
 }
 
 // cordon makes a node unschedulable and marks it as the consolidator's.

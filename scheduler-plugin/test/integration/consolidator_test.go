@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/consolidation"
 	"github.com/nestcapi/cluster-api-provider-nest/scheduler-plugin/pkg/nestpacking"
@@ -187,6 +190,7 @@ func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 
 	consolidator := consolidatorFor(c, p)
 	consolidator.Options.FailedMoveBackoff = time.Hour
+	metric := consolidatorMetrics(t)
 	plan, err := consolidator.RunOnce(ctx)
 	if err != nil {
 		t.Fatalf("consolidation round: %v", err)
@@ -205,6 +209,13 @@ func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 	}
 	// Still cordoned: the consolidator is emptying it.
 	expectCordon(ctx, t, c, p+"-src", true, consolidation.CordonedByValue)
+	metric.expect(map[string]float64{
+		`nest_consolidator_rounds_total{result="planned"}`: 1, "nest_consolidator_migrations_created_total": 1,
+		`nest_consolidator_cordon_changes_total{change="cordoned"}`: 0,
+	})
+	if got := metric.value("nest_consolidator_nodes_running_vms"); got != 3 {
+		t.Errorf("nest_consolidator_nodes_running_vms = %v, want 3", got)
+	}
 
 	// The move to p-other fails too: no target is left for a while, and the node the consolidator
 	// cordoned to empty keeps its VM. It is given back rather than held from new VMs.
@@ -220,6 +231,66 @@ func TestConsolidatorDoesNotReplanAFailedMoveAtOnce(t *testing.T) {
 		t.Fatalf("third round: planned %+v (%v), want nothing", plan.Migrations, err)
 	}
 	expectCordon(ctx, t, c, p+"-src", false, "")
+	metric.expect(map[string]float64{
+		`nest_consolidator_rounds_total{result="planned"}`: 1, `nest_consolidator_rounds_total{result="idle"}`: 1,
+		"nest_consolidator_migrations_created_total": 1, `nest_consolidator_cordon_changes_total{change="released"}`: 1,
+	})
+}
+
+// metricsSince reads the consolidator's metrics from controller-runtime's registry, which the
+// binary serves, and checks how far counters moved since it was made. The tests of this package
+// do not run in parallel, so the differences are this test's.
+type metricsSince struct {
+	t      *testing.T
+	before map[string]float64
+}
+
+func consolidatorMetrics(t *testing.T) *metricsSince {
+	return &metricsSince{t: t, before: gatherConsolidatorMetrics(t)}
+}
+
+func (m *metricsSince) value(name string) float64 {
+	return gatherConsolidatorMetrics(m.t)[name]
+}
+
+// expect checks that each counter (name{label="value"}) moved by exactly its amount.
+func (m *metricsSince) expect(moved map[string]float64) {
+	m.t.Helper()
+	now := gatherConsolidatorMetrics(m.t)
+	for name, want := range moved {
+		if got := now[name] - m.before[name]; got != want {
+			m.t.Errorf("%s moved by %v, want %v", name, got, want)
+		}
+	}
+}
+
+// gatherConsolidatorMetrics is every nest_consolidator_ metric by name and label, as Prometheus
+// would spell the series.
+func gatherConsolidatorMetrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "nest_consolidator_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += fmt.Sprintf("{%s=%q}", l.GetName(), l.GetValue())
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // setCordon cordons or uncordons a node and sets annotations on it, as an operator or an earlier
