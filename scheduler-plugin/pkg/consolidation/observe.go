@@ -43,6 +43,18 @@ type Observed struct {
 	FailedMoveBackoff time.Duration
 }
 
+// OptOutAnnotation, set to "false" on a VirtualMachineInstance (through its VM's
+// spec.template.metadata.annotations) or on a Node, keeps it out of consolidation: the VM is
+// never live-migrated by the consolidator, the node never emptied. It leaves the VM's
+// evictionStrategy alone, which node drains and KubeVirt updates still use: a VM may be
+// migratable for maintenance and still not worth a migration to save a node.
+const OptOutAnnotation = "nest.cluster.x-k8s.io/consolidate"
+
+// optedOut tells whether the object carries OptOutAnnotation "false".
+func optedOut(annotations map[string]string) bool {
+	return annotations[OptOutAnnotation] == "false"
+}
+
 // Labels are the pod labels that mark a tenant's control-plane VMs; nestpacking's defaults
 // (DefaultClusterNameLabelKey, ...) are the provider's. They also spell the provider's
 // control-plane anti-affinity term, the one pod anti-affinity term the planner models.
@@ -62,6 +74,8 @@ type Labels struct {
 //   - it is Migratable when its evictionStrategy (or the cluster's) is LiveMigrate or
 //     LiveMigrateIfPossible, KubeVirt reports it LiveMigratable, and no migration of it is in
 //     flight;
+//   - a VMI or a node annotated OptOutAnnotation "false" is kept out: the VM is not Migratable,
+//     the node is Keep;
 //   - its DisruptionBudgets are the PodDisruptionBudgets of its namespace that select its pod,
 //     except KubeVirt's own per-VMI budget (controlled by the VMI): that one guards the VM
 //     against eviction, and a live migration starts its target before the source goes;
@@ -121,6 +135,7 @@ func StateOf(o Observed, l Labels) State {
 			Allocatable:   resourcesOf(n.Status.Allocatable),
 			Requested:     requested[n.Name],
 			Unschedulable: !schedulable(&n),
+			Keep:          optedOut(n.Annotations),
 			Receiving:     receiving[n.Name],
 			Draining:      draining[n.Name],
 		})
@@ -146,7 +161,7 @@ func StateOf(o Observed, l Labels) State {
 			Name:       name,
 			Node:       vmi.Status.NodeName,
 			Requests:   podResources(pod),
-			Migratable: liveMigrates(vmi, o.DefaultEvictionStrategy) && vmi.IsMigratable() && !migrating[name] && !migrationUnfinished(vmi),
+			Migratable: liveMigrates(vmi, o.DefaultEvictionStrategy) && vmi.IsMigratable() && !migrating[name] && !migrationUnfinished(vmi) && !optedOut(vmi.Annotations),
 		}
 		if cluster := pod.Labels[l.ClusterName]; cluster != "" && pod.Labels[l.Role] == l.ControlPlaneRole && !hasLabel(pod, l.Exempt) {
 			vm.ControlPlaneOf = pod.Namespace + "/" + cluster

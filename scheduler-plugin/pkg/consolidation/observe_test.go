@@ -110,6 +110,22 @@ func TestStateOf(t *testing.T) {
 			want: State{Nodes: []Node{nodeState("n1")}, VMs: []VM{vmState("a", "n1")}},
 		},
 		{
+			name: "a VMI or a node annotated consolidate=false is kept out; any other value is not",
+			in: func() Observed {
+				out, other := running("a", "n1"), running("b", "n2")
+				out.Annotations = map[string]string{OptOutAnnotation: "false"}
+				other.Annotations = map[string]string{OptOutAnnotation: "no"}
+				kept, free := readyNode("n1"), readyNode("n2")
+				kept.Annotations = map[string]string{OptOutAnnotation: "false"}
+				free.Annotations = map[string]string{OptOutAnnotation: "true"}
+				return Observed{Nodes: []corev1.Node{kept, free}, VMIs: []kubevirtv1.VirtualMachineInstance{out, other}, Pods: []corev1.Pod{launcher(out, nil), launcher(other, nil)}}
+			}(),
+			want: State{
+				Nodes: []Node{func() Node { n := nodeState("n1"); n.Keep = true; return n }(), nodeState("n2")},
+				VMs:   []VM{func() VM { v := vmState("a", "n1"); v.Migratable = false; return v }(), vmState("b", "n2")},
+			},
+		},
+		{
 			name: "evictionStrategy None pins the VM",
 			in: func() Observed {
 				v := running("a", "n1")

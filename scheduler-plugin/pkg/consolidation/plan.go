@@ -35,6 +35,9 @@ type Node struct {
 	Receiving bool
 	// Draining nodes are the sources of migrations in flight: they receive no VM.
 	Draining bool
+	// Keep is set on a node its operator keeps out of consolidation (OptOutAnnotation): it is
+	// never emptied, and may still receive VMs.
+	Keep bool
 }
 
 // VM is a running VM: its virt-launcher pod's node and requests, and what decides whether it
@@ -118,6 +121,7 @@ type Plan struct {
 //   - only Migratable VMs move;
 //   - the VMs moved from the nodes of one plan disrupt no PodDisruptionBudget beyond its
 //     disruptionsAllowed;
+//   - a node kept out of consolidation (Keep) is not emptied;
 //   - a target is one of the VM's AllowedNodes;
 //   - a target runs no control-plane VM of the same tenant, counting the VMs moved there;
 //   - a target is schedulable, already runs VMs, is not being emptied (by this plan or by a
@@ -143,7 +147,7 @@ func PlanMigrations(s State, o Options) Plan {
 	var plan Plan
 	for _, src := range c.sources() {
 		vms := slices.Clone(c.vmsOn[src])
-		if receivers[src] || len(vms) > room || !movable(vms, budget) {
+		if receivers[src] || c.nodes[src].Keep || len(vms) > room || !movable(vms, budget) {
 			continue
 		}
 		moves, ok := c.evacuate(src, vms)

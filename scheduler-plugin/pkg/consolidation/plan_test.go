@@ -83,6 +83,16 @@ func TestPlanMigrations(t *testing.T) {
 			want: Plan{},
 		},
 		{
+			name: "a node kept out of consolidation is not emptied, and still receives",
+			state: State{
+				Nodes: []Node{node("a"), func() Node { n := node("b"); n.Keep = true; return n }(), node("c")},
+				VMs:   []VM{vm("a1", "a", 64), vm("a2", "a", 64), vm("a3", "a", 32), vm("b1", "b", 32), vm("c1", "c", 32), vm("c2", "c", 32)},
+			},
+			opts: Options{MaxInFlight: 5},
+			// b, the emptiest, is kept; c is emptied, one VM onto a (32 memory left) and one onto b.
+			want: Plan{Migrations: []Migration{{VM: "c1", From: "c", To: "a"}, {VM: "c2", From: "c", To: "b"}}, Emptied: []string{"c"}},
+		},
+		{
 			name: "a VM that cannot live-migrate pins its node",
 			state: State{
 				Nodes: []Node{node("a"), node("b")},
