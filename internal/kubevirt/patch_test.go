@@ -84,6 +84,14 @@ func TestApplyPatches(t *testing.T) {
 			},
 		},
 		{
+			// docs/scheduler.md: how a tenant keeps its VMs out of nest-consolidator's moves.
+			name:    "an annotation on the VMI template, as the consolidator's opt-out",
+			patches: []infrav1.JSONPatch{{Op: "add", Path: "/spec/template/metadata/annotations/nest.cluster.x-k8s.io~1consolidate", Value: jsonValue(`"false"`)}},
+			check: func(g Gomega, vm *kubevirtv1.VirtualMachine) {
+				g.Expect(vm.Spec.Template.ObjectMeta.Annotations).To(HaveKeyWithValue("nest.cluster.x-k8s.io/consolidate", "false"))
+			},
+		},
+		{
 			name: "a field added and removed again leaves a valid VM",
 			patches: []infrav1.JSONPatch{
 				{Op: "add", Path: "/spec/template/spec/tolerations", Value: jsonValue(`[{"key":"a","operator":"Exists"}]`)},
