@@ -2,12 +2,14 @@ package webhooks
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 
 	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -27,6 +29,10 @@ const (
 	evictLiveMigrate      infrav1.EvictionStrategy  = "LiveMigrate"
 	evictLiveMigrateMaybe infrav1.EvictionStrategy  = "LiveMigrateIfPossible"
 	evictNone             infrav1.EvictionStrategy  = "None"
+
+	// maxDedicatedThreads is the most threads per core KubeVirt's admission takes for a VM with
+	// dedicated CPUs.
+	maxDedicatedThreads = 2
 )
 
 // defaultNestMachineSpec fills what a NestMachine leaves out.
@@ -157,6 +163,12 @@ func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, allow []infrav1.VMPatchFe
 			"rootDisk applies to a boot image that is imported or cloned (http, registry, pvc or dataSource); a containerDisk root disk is ephemeral and has no size, storage class or access mode: remove rootDisk or choose another bootImage source"))
 	}
 
+	if c := kv.CPU; c != nil && c.Dedicated && c.Threads > maxDedicatedThreads {
+		errs = append(errs, field.Invalid(path.Child("cpu", "threads"), c.Threads,
+			fmt.Sprintf("with %s KubeVirt allows at most %d threads per core (it refuses the VM otherwise): use more cores or sockets, or drop dedicated",
+				path.Child("cpu", "dedicated"), maxDedicatedThreads)))
+	}
+
 	switch kv.EvictionStrategy {
 	case evictLiveMigrate:
 		switch migratable, blocker := liveMigratable(kv); migratable {
@@ -178,6 +190,10 @@ func validateKubeVirt(kv *infrav1.KubeVirtMachineSpec, allow []infrav1.VMPatchFe
 	for i, n := range kv.Networks {
 		if n.MACAddress == "" {
 			continue
+		}
+		if hw, err := net.ParseMAC(n.MACAddress); err == nil && hw[0]&1 == 1 {
+			errs = append(errs, field.Invalid(path.Child("networks").Index(i).Child("macAddress"), n.MACAddress,
+				"a multicast address (the lowest bit of the first octet is set), which libvirt refuses for an interface, so the VM would never start: use a unicast address, e.g. a locally administered one such as 02:xx:xx:xx:xx:xx"))
 		}
 		mac := strings.ToLower(n.MACAddress)
 		if first, ok := macs[mac]; ok {
@@ -252,8 +268,15 @@ func validatePlacement(p *infrav1.Placement, path *field.Path) field.ErrorList {
 		if t.Key == "" && t.Operator != corev1.TolerationOpExists {
 			errs = append(errs, field.Invalid(tp.Child("operator"), t.Operator, "a toleration without a key must use operator Exists (it tolerates every taint)"))
 		}
-		if t.Operator == corev1.TolerationOpExists && t.Value != "" {
-			errs = append(errs, field.Invalid(tp.Child("value"), t.Value, "a toleration with operator Exists takes no value"))
+		switch t.Operator {
+		case corev1.TolerationOpExists:
+			if t.Value != "" {
+				errs = append(errs, field.Invalid(tp.Child("value"), t.Value, "a toleration with operator Exists takes no value"))
+			}
+		case corev1.TolerationOpEqual, "":
+			if msgs := validation.IsValidLabelValue(t.Value); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(tp.Child("value"), t.Value, "a taint's value is a label value, so the VM's pod would be refused: "+strings.Join(msgs, "; ")))
+			}
 		}
 		if !taintEffects[t.Effect] {
 			errs = append(errs, field.NotSupported(tp.Child("effect"), t.Effect, []string{string(corev1.TaintEffectNoSchedule), string(corev1.TaintEffectPreferNoSchedule), string(corev1.TaintEffectNoExecute)}))

@@ -135,6 +135,11 @@ var invalidMachineSpecs = []struct {
 		}
 		return s
 	}, []string{"spec.kubevirt.networks[1].macAddress: Duplicate value", "already used by spec.kubevirt.networks[0].macAddress"}},
+	{"multicast MAC address", func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.Networks = []infrav1.Network{{Name: "default", Pod: &infrav1.PodNetwork{}, MACAddress: "11:22:33:44:55:66"}}
+		return s
+	}, []string{`spec.kubevirt.networks[0].macAddress: Invalid value: "11:22:33:44:55:66"`, "a multicast address", "use a unicast address"}},
 	{"node selector key", func() infrav1.NestMachineSpec {
 		s := kubevirtSpec()
 		s.KubeVirt.Placement = &infrav1.Placement{NodeSelector: map[string]string{"bad key!": "x"}}
@@ -150,6 +155,16 @@ var invalidMachineSpecs = []struct {
 		s.KubeVirt.Placement = &infrav1.Placement{Tolerations: []corev1.Toleration{{Key: "k", Operator: "Equal", Value: "v", Effect: "Sometimes"}}}
 		return s
 	}, []string{"spec.kubevirt.placement.tolerations[0].effect: Unsupported value", `"NoSchedule", "PreferNoSchedule", "NoExecute"`}},
+	{"toleration value that is no label value", func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.Placement = &infrav1.Placement{Tolerations: []corev1.Toleration{{Key: "gpu", Operator: "Equal", Value: "nvidia.com/a100", Effect: "NoSchedule"}}}
+		return s
+	}, []string{`spec.kubevirt.placement.tolerations[0].value: Invalid value: "nvidia.com/a100"`, "a taint's value is a label value"}},
+	{"dedicated CPUs with more than two threads per core", func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.CPU = &infrav1.CPU{Cores: 4, Threads: 4, Dedicated: true}
+		return s
+	}, []string{"spec.kubevirt.cpu.threads: Invalid value: 4", "with spec.kubevirt.cpu.dedicated KubeVirt allows at most 2 threads per core"}},
 	{"toleration without key", func() infrav1.NestMachineSpec {
 		s := kubevirtSpec()
 		s.KubeVirt.Placement = &infrav1.Placement{Tolerations: []corev1.Toleration{{Operator: "Equal", Value: "v"}}}
@@ -311,6 +326,11 @@ func TestValidNestMachinesAreAdmitted(t *testing.T) {
 				{Op: "test", Path: "/kind", Value: jsonValue(`"VirtualMachine"`)},
 				{Op: "copy", From: "/spec/template/spec/domain/firmware", Path: "/spec/template/spec/domain/firmware"},
 			}
+			return s
+		}(),
+		"dedicated CPUs with two threads per core": func() infrav1.NestMachineSpec {
+			s := kubevirtSpec()
+			s.KubeVirt.CPU = &infrav1.CPU{Cores: 4, Threads: 2, Dedicated: true}
 			return s
 		}(),
 		"bare metal with a checksum URL": func() infrav1.NestMachineSpec {

@@ -67,7 +67,7 @@ const (
 type ControlPlaneServiceType string
 
 // NestClusterSpec is the tenant cluster's infrastructure.
-// +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || self.infraClusters.exists(i, i.name == self.controlPlaneService.infraCluster)",message="controlPlaneService.infraCluster must be one of spec.infraClusters"
+// +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || self.infraClusters.exists(i, i.name == self.controlPlaneService.infraCluster && (!has(i.controlPlane) || i.controlPlane))",message="controlPlaneService.infraCluster must be one of spec.infraClusters with controlPlane true: the Service fronts the control-plane VMs, which run only there, and its address becomes the immutable spec.controlPlaneEndpoint"
 // +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || !has(self.openshiftEndpoints)",message="give controlPlaneService or openshiftEndpoints, not both: openshiftEndpoints publishes the API Service itself"
 // +kubebuilder:validation:XValidation:rule="!has(self.controlPlaneService) || self.infraClusters.filter(i, !has(i.controlPlane) || i.controlPlane).size() == 1",message="controlPlaneService needs exactly one Infra cluster in spec.infraClusters with controlPlane true; with several, give spec.controlPlaneEndpoint (a VIP or load balancer in front of all of them)"
 type NestClusterSpec struct {
@@ -184,7 +184,8 @@ type InfraClusterUse struct {
 
 // ControlPlaneService configures the provider-managed Service in front of the control-plane VMs.
 type ControlPlaneService struct {
-	// infraCluster that hosts the control plane and the Service.
+	// infraCluster that hosts the control plane and the Service: the one of spec.infraClusters with
+	// controlPlane true.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63

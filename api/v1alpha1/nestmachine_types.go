@@ -271,6 +271,7 @@ type HTTPSource struct {
 	// certConfigMap in the tenant namespace of the Infra cluster with the CA of the server.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	CertConfigMap string `json:"certConfigMap,omitempty"`
 }
 
@@ -294,6 +295,7 @@ type RootDisk struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	StorageClassName string `json:"storageClassName,omitempty"`
 	// accessMode of the volume. ReadWriteMany allows live migration.
 	// +optional

@@ -225,6 +225,18 @@ func TestInvalidObjectsAreRejectedNamingTheField(t *testing.T) {
 			m.Spec.KubeVirt.RootDisk = &infrav1.RootDisk{Size: qty("10Gi")}
 			return m
 		}, []string{"spec.kubevirt.bootImage.registry.url", "must start with docker:// or oci-archive://"}},
+		{"root disk storage class that is no object name", func() client.Object {
+			m := kubevirtMachine()
+			m.Spec.KubeVirt.BootImage = infrav1.BootImage{HTTP: &infrav1.HTTPSource{URL: "https://example.com/disk.img"}}
+			m.Spec.KubeVirt.RootDisk = &infrav1.RootDisk{Size: qty("10Gi"), StorageClassName: "Fast_SSD"}
+			return m
+		}, []string{"spec.kubevirt.rootDisk.storageClassName", "should match"}},
+		{"http source CA config map that is no object name", func() client.Object {
+			m := kubevirtMachine()
+			m.Spec.KubeVirt.BootImage = infrav1.BootImage{HTTP: &infrav1.HTTPSource{URL: "https://example.com/disk.img", CertConfigMap: "Images CA"}}
+			m.Spec.KubeVirt.RootDisk = &infrav1.RootDisk{Size: qty("10Gi")}
+			return m
+		}, []string{"spec.kubevirt.bootImage.http.certConfigMap", "should match"}},
 		{"unknown access mode", func() client.Object {
 			m := kubevirtMachine()
 			m.Spec.KubeVirt.RootDisk = &infrav1.RootDisk{AccessMode: "ReadWriteSometimes"}
@@ -330,6 +342,23 @@ func TestInvalidObjectsAreRejectedNamingTheField(t *testing.T) {
 			c.Spec.ControlPlaneService = &infrav1.ControlPlaneService{InfraCluster: "infra-z"}
 			return c
 		}, []string{"spec", "controlPlaneService.infraCluster must be one of spec.infraClusters"}},
+		{"control-plane service in a workers-only infra cluster", func() client.Object {
+			c := nestCluster()
+			c.Spec.InfraClusters = []infrav1.InfraClusterUse{{Name: "infra-a"}, {Name: "infra-c", ControlPlane: ptr.To(false)}}
+			c.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{}
+			c.Spec.ControlPlaneService = &infrav1.ControlPlaneService{InfraCluster: "infra-c"}
+			return c
+		}, []string{"spec", "controlPlaneService.infraCluster must be one of spec.infraClusters with controlPlane true", "the control-plane VMs"}},
+		{"template with a control-plane service in a workers-only infra cluster", func() client.Object {
+			spec := nestCluster().Spec
+			spec.InfraClusters = []infrav1.InfraClusterUse{{Name: "infra-a"}, {Name: "infra-c", ControlPlane: ptr.To(false)}}
+			spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{}
+			spec.ControlPlaneService = &infrav1.ControlPlaneService{InfraCluster: "infra-c"}
+			return &infrav1.NestClusterTemplate{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: uniqueName("nct")},
+				Spec:       infrav1.NestClusterTemplateSpec{Template: infrav1.NestClusterTemplateResource{Spec: spec}},
+			}
+		}, []string{"spec.template.spec", "controlPlaneService.infraCluster must be one of spec.infraClusters with controlPlane true"}},
 		{"control-plane service over several control-plane infra clusters", func() client.Object {
 			c := nestCluster()
 			c.Spec.ControlPlaneEndpoint = clusterv1.APIEndpoint{}
