@@ -384,5 +384,16 @@ func validatePodAffinityTerm(term corev1.PodAffinityTerm, path *field.Path) fiel
 	} else {
 		errs = append(errs, metav1validation.ValidateLabelName(term.TopologyKey, path.Child("topologyKey"))...)
 	}
+	for i, ns := range term.Namespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(path.Child("namespaces").Index(i), ns, "a namespace name, so the VM's pod would be refused: "+strings.Join(msgs, "; ")))
+		}
+	}
+	for i, key := range term.MatchLabelKeys {
+		errs = append(errs, metav1validation.ValidateLabelName(key, path.Child("matchLabelKeys").Index(i))...)
+	}
+	for i, key := range term.MismatchLabelKeys {
+		errs = append(errs, metav1validation.ValidateLabelName(key, path.Child("mismatchLabelKeys").Index(i))...)
+	}
 	return errs
 }

@@ -160,6 +160,18 @@ var invalidMachineSpecs = []struct {
 		s.KubeVirt.Placement = &infrav1.Placement{Tolerations: []corev1.Toleration{{Key: "gpu", Operator: "Equal", Value: "nvidia.com/a100", Effect: "NoSchedule"}}}
 		return s
 	}, []string{`spec.kubevirt.placement.tolerations[0].value: Invalid value: "nvidia.com/a100"`, "a taint's value is a label value"}},
+	{"pod affinity namespace that is no namespace name", func() infrav1.NestMachineSpec {
+		s := kubevirtSpec()
+		s.KubeVirt.Placement = &infrav1.Placement{Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				TopologyKey: "kubernetes.io/hostname", Namespaces: []string{"Tenants_A"}, MatchLabelKeys: []string{"not a key"},
+			}},
+		}}}
+		return s
+	}, []string{
+		`spec.kubevirt.placement.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].namespaces[0]: Invalid value: "Tenants_A"`,
+		`spec.kubevirt.placement.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].matchLabelKeys[0]: Invalid value: "not a key"`,
+	}},
 	{"dedicated CPUs with more than two threads per core", func() infrav1.NestMachineSpec {
 		s := kubevirtSpec()
 		s.KubeVirt.CPU = &infrav1.CPU{Cores: 4, Threads: 4, Dedicated: true}
