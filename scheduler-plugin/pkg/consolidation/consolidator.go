@@ -122,18 +122,13 @@ func (c *Consolidator) runOnce(ctx context.Context) (Plan, string, error) {
 		}
 	}
 
-	failed := recentlyFailedTargets(o)
-	for _, vmi := range o.VMIs {
-		if nodes := failed[vmi.Namespace+"/"+vmi.Name]; len(nodes) > 0 && vmi.IsRunning() {
-			logger.V(2).Info("Not moving the VM to the nodes a consolidation migration of it recently failed to reach", "vmi", klog.KObj(&vmi), "nodes", nodes, "backoff", c.Options.FailedMoveBackoff)
+	state := StateOf(o, c.Options.Labels)
+	for _, vm := range state.VMs {
+		if len(vm.RecentlyFailed) > 0 {
+			logger.V(2).Info("Not moving the VM to the nodes a consolidation migration of it recently failed to reach", "vmi", vm.Name, "nodes", vm.RecentlyFailed, "backoff", c.Options.FailedMoveBackoff)
 		}
 	}
-	state := StateOf(o, c.Options.Labels)
-	running := map[string]bool{}
-	for _, vm := range state.VMs {
-		running[vm.Node] = true
-	}
-	nodesRunningVMs.Set(float64(len(running)))
+	nodesRunningVMs.Set(float64(len(state.nodesRunningVMs())))
 	migrationsInFlight.Set(float64(state.Migrating))
 	plan := PlanMigrations(state, Options{MaxInFlight: c.Options.MaxInFlight})
 	notCordoned := map[string]bool{}

@@ -53,10 +53,7 @@ func NodesToUncordon(nodes []corev1.Node) []string {
 // had to wait for it; they are given back, and a later plan that can empty them cordons them
 // again. A node it did empty stays cordoned: that is what the cordon was for.
 func CordonsToRelease(nodes []corev1.Node, s State, emptied []string) []string {
-	runsVMs := map[string]bool{}
-	for _, vm := range s.VMs {
-		runsVMs[vm.Node] = true
-	}
+	runsVMs := s.nodesRunningVMs()
 	draining := map[string]bool{}
 	for _, n := range s.Nodes {
 		draining[n.Name] = n.Draining

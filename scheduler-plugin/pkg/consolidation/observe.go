@@ -175,7 +175,8 @@ func StateOf(o Observed, l Labels) State {
 				}
 			}
 		}
-		for _, n := range failed[name] {
+		vm.RecentlyFailed = failed[name]
+		for _, n := range vm.RecentlyFailed {
 			out[n] = true
 		}
 		vm.AllowedNodes = leaveOut(vm.AllowedNodes, o.Nodes, out)

@@ -475,7 +475,11 @@ func TestStateOf(t *testing.T) {
 			}(),
 			want: State{
 				Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3"), nodeState("n4"), nodeState("n5"), nodeState("n6")},
-				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n3", "n4", "n5", "n6")},
+				VMs: []VM{func() VM {
+					v := allowedOn(vmState("a", "n1"), "n1", "n3", "n4", "n5", "n6")
+					v.RecentlyFailed = []string{"n2"}
+					return v
+				}()},
 			},
 		},
 		{
@@ -495,7 +499,11 @@ func TestStateOf(t *testing.T) {
 			}(),
 			want: State{
 				Nodes: []Node{nodeState("n1"), nodeState("n2"), nodeState("n3")},
-				VMs:   []VM{allowedOn(vmState("a", "n1"), "n1", "n3")},
+				VMs: []VM{func() VM {
+					v := allowedOn(vmState("a", "n1"), "n1", "n3")
+					v.RecentlyFailed = []string{"n2"}
+					return v
+				}()},
 			},
 		},
 		{

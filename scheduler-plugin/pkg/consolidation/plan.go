@@ -60,6 +60,9 @@ type VM struct {
 	// migration's target pod is scheduled with it, so a target outside it leaves the migration
 	// pending until it fails. Its zero value restricts nothing.
 	AllowedNodes NodeSet
+	// RecentlyFailed are the nodes a consolidation migration of the VM failed to reach within the
+	// back-off (see StateOf), left out of AllowedNodes; kept apart so that a round can say why.
+	RecentlyFailed []string
 }
 
 // NodeSet is the set of nodes a VM may run on. Its zero value holds every node; OnlyNodes holds
@@ -82,6 +85,15 @@ func OnlyNodes(names ...string) NodeSet {
 // Has tells whether the set holds the node.
 func (s NodeSet) Has(node string) bool {
 	return !s.restricted || s.names[node]
+}
+
+// nodesRunningVMs are the nodes that run at least one of s's VMs.
+func (s State) nodesRunningVMs() map[string]bool {
+	out := map[string]bool{}
+	for _, vm := range s.VMs {
+		out[vm.Node] = true
+	}
+	return out
 }
 
 // State is the Infra cluster as the planner sees it.
